@@ -1,0 +1,36 @@
+# Two commands: `make demo` and `make test`. Each builds .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+
+.PHONY: demo test test-unit venv-agent venv-full bench clean
+
+$(VENV)/.agent: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[agent,demo]'
+	touch $@
+
+# torch first: pip then takes the CPU build that lies on disk instead of a CUDA one.
+$(VENV)/.full: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[agent,demo,ingest,train,dev]'
+	touch $@ $(VENV)/.agent
+
+venv-agent: $(VENV)/.agent
+venv-full: $(VENV)/.full
+
+demo: $(VENV)/.agent
+	$(PY) -m agent.demo $(DEMO_ARGS)
+
+test: $(VENV)/.full
+	$(PY) -m pytest -q -ra tests
+
+test-unit: $(VENV)/.full
+	$(PY) -m pytest -q -ra tests/unit
+
+clean:
+	rm -rf $(VENV) build *.egg-info

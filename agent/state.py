@@ -1,0 +1,168 @@
+"""Per-session state: rates derived from consecutive readings, kept in ring buffers (pure).
+
+A `Sample` is what the forecaster, the policy and the anomaly detector see for
+one session at one tick. `SessionState` keeps the last `capacity` samples of
+each metric in fixed numpy ring buffers, so memory per session is bounded and
+a window read is one array copy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from agent.collect.reading import Reading
+
+# Metrics kept in the ring buffers, in a fixed order. The forecaster's feature
+# spec (agent/features.py) picks its inputs from these by name.
+SAMPLE_METRICS: tuple[str, ...] = (
+    "cpu_cores",          # CPU used, in cores, averaged over the interval
+    "cpu_throttled",      # share of CFS periods throttled in the interval (0..1)
+    "mem_bytes",          # memory in use at the end of the interval
+    "mem_peak_bytes",     # high-water mark reported by the kernel (gauge)
+    "disk_read_bps",
+    "disk_write_bps",
+    "disk_read_iops",
+    "disk_write_iops",
+    "net_rx_bps",
+    "net_tx_bps",
+    "psi_cpu",            # share of the interval some task stalled on CPU (0..1)
+    "psi_mem",
+    "psi_io",
+)
+
+
+@dataclass(slots=True)
+class Sample:
+    t: float
+    values: dict[str, float]
+    oom_kills: int = 0          # OOM kills during the interval
+    app: dict[str, float] = field(default_factory=dict)
+
+    def get(self, metric: str) -> float:
+        return self.values.get(metric, math.nan)
+
+
+def _rate(cur: int | None, prev: int | None, dt: float, scale: float = 1.0) -> float:
+    if cur is None or prev is None or dt <= 0:
+        return math.nan
+    delta = cur - prev
+    if delta < 0:  # counter reset (cgroup recreated): no rate for this interval
+        return math.nan
+    return delta / dt * scale
+
+
+def sample_from_readings(prev: Reading | None, cur: Reading, t: float, dt: float) -> Sample:
+    """Turn two cumulative readings `dt` seconds apart into per-second rates."""
+    p = prev or Reading()
+    v: dict[str, float] = {}
+    v["cpu_cores"] = _rate(cur.cpu_usage_ns, p.cpu_usage_ns, dt, 1e-9)
+    periods = None if cur.cpu_nr_periods is None or p.cpu_nr_periods is None else cur.cpu_nr_periods - p.cpu_nr_periods
+    throttled = None if cur.cpu_nr_throttled is None or p.cpu_nr_throttled is None else cur.cpu_nr_throttled - p.cpu_nr_throttled
+    v["cpu_throttled"] = (throttled / periods) if periods and periods > 0 and throttled is not None and throttled >= 0 else (0.0 if periods == 0 else math.nan)
+    v["mem_bytes"] = float(cur.mem_usage_bytes) if cur.mem_usage_bytes is not None else math.nan
+    v["mem_peak_bytes"] = float(cur.mem_peak_bytes) if cur.mem_peak_bytes is not None else math.nan
+    v["disk_read_bps"] = _rate(cur.io_read_bytes, p.io_read_bytes, dt)
+    v["disk_write_bps"] = _rate(cur.io_write_bytes, p.io_write_bytes, dt)
+    v["disk_read_iops"] = _rate(cur.io_read_ops, p.io_read_ops, dt)
+    v["disk_write_iops"] = _rate(cur.io_write_ops, p.io_write_ops, dt)
+    v["net_rx_bps"] = _rate(cur.net_rx_bytes, p.net_rx_bytes, dt)
+    v["net_tx_bps"] = _rate(cur.net_tx_bytes, p.net_tx_bytes, dt)
+    v["psi_cpu"] = _rate(cur.psi_cpu_some_us, p.psi_cpu_some_us, dt, 1e-6)
+    v["psi_mem"] = _rate(cur.psi_mem_some_us, p.psi_mem_some_us, dt, 1e-6)
+    v["psi_io"] = _rate(cur.psi_io_some_us, p.psi_io_some_us, dt, 1e-6)
+    ooms = 0
+    if cur.mem_oom_kills is not None and p.mem_oom_kills is not None:
+        ooms = max(0, cur.mem_oom_kills - p.mem_oom_kills)
+    return Sample(t=t, values=v, oom_kills=ooms)
+
+
+class RingBuffer:
+    """Fixed-size float ring buffer; `last(n)` returns the newest n values, oldest first."""
+
+    __slots__ = ("_data", "_next", "_count")
+
+    def __init__(self, capacity: int) -> None:
+        self._data = np.full(capacity, np.nan, dtype=np.float64)
+        self._next = 0
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def capacity(self) -> int:
+        return self._data.shape[0]
+
+    def push(self, value: float) -> None:
+        self._data[self._next] = value
+        self._next = (self._next + 1) % self._data.shape[0]
+        self._count = min(self._count + 1, self._data.shape[0])
+
+    def last(self, n: int | None = None) -> np.ndarray:
+        n = self._count if n is None else min(n, self._count)
+        if n == 0:
+            return np.empty(0, dtype=np.float64)
+        end = self._next
+        start = end - n
+        if start >= 0:
+            return self._data[start:end].copy()
+        return np.concatenate((self._data[start:], self._data[:end]))
+
+    def latest(self) -> float:
+        if self._count == 0:
+            return math.nan
+        return float(self._data[self._next - 1])
+
+
+class SessionState:
+    """Everything the agent remembers about one session between ticks."""
+
+    def __init__(self, session_id: str, capacity: int, started_at: float) -> None:
+        self.session_id = session_id
+        self.started_at = started_at
+        self.capacity = capacity
+        self.buffers: dict[str, RingBuffer] = {m: RingBuffer(capacity) for m in SAMPLE_METRICS}
+        self.app_buffers: dict[str, RingBuffer] = {}
+        self.times = RingBuffer(capacity)
+        self.last_reading: Reading | None = None
+        self.last_reading_t: float | None = None
+        self.samples_seen = 0
+        self.oom_kills_total = 0
+        self.last_sample: Sample | None = None
+
+    def derive(self, reading: Reading, now: float) -> Sample | None:
+        """Remember a reading and return the sample since the previous one (None on the first).
+
+        The caller pushes the sample, possibly bumped first (an OOM kill or heavy
+        throttling recorded as a higher sample, as VPA does).
+        """
+        prev, prev_t = self.last_reading, self.last_reading_t
+        self.last_reading, self.last_reading_t = reading, now
+        if prev is None or prev_t is None or now <= prev_t:
+            return None
+        return sample_from_readings(prev, reading, now, now - prev_t)
+
+    def push(self, sample: Sample) -> None:
+        self.times.push(sample.t)
+        for m in SAMPLE_METRICS:
+            self.buffers[m].push(sample.values.get(m, math.nan))
+        for name, value in sample.app.items():
+            buf = self.app_buffers.get(name)
+            if buf is None:
+                buf = self.app_buffers[name] = RingBuffer(self.capacity)
+            buf.push(value)
+        self.samples_seen += 1
+        self.oom_kills_total += sample.oom_kills
+        self.last_sample = sample
+
+    def window(self, metric: str, n: int | None = None) -> np.ndarray:
+        buf = self.buffers.get(metric) or self.app_buffers.get(metric)
+        if buf is None:
+            return np.empty(0, dtype=np.float64)
+        return buf.last(n)
+
+    def age(self, now: float) -> float:
+        return now - self.started_at
