@@ -95,11 +95,21 @@ class SessionStore:
                 continue  # a torn or foreign file: skip it rather than fail start-up
         return sessions
 
+    def ids(self) -> set[str]:
+        """Ids of the live sessions: one directory listing, cheap enough for every tick."""
+        try:
+            return {n[:-5] for n in os.listdir(self.dir) if n.endswith(".json")}
+        except FileNotFoundError:
+            return set()
+
+    def has(self, session_id: str) -> bool:
+        return self._path(session_id).exists()
+
     def get(self, session_id: str) -> Session | None:
         try:
             return Session.from_dict(json.loads(self._path(session_id).read_text()))
-        except FileNotFoundError:
-            return None
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            return None  # gone, or torn by a writer in another process: seen again next time
 
     def remove(self, session_id: str, final_profile: dict | None = None) -> None:
         """Forget a live session; keep its final profile under ended/."""
@@ -110,6 +120,13 @@ class SessionStore:
             self._path(session_id).unlink()
         except FileNotFoundError:
             pass
+
+    def merge_ended(self, session_id: str, profile: dict) -> None:
+        """Add fields to a session's final profile (the agent adds its measured history)."""
+        merged = dict(self.ended(session_id) or {})
+        merged.update(profile)
+        self.ended_dir.mkdir(parents=True, exist_ok=True)
+        _atomic_write_json(self.ended_dir / f"{validate_name(session_id)}.json", merged)
 
     def ended(self, session_id: str) -> dict | None:
         try:

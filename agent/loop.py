@@ -1,0 +1,296 @@
+"""One control-loop tick: sync sessions, collect, update state, forecast, decide, actuate, record.
+
+`run_once(now)` is a flat list of timed steps (like the VPA recommender's
+RunOnce). Time is passed in, so replay, tests and the live agent share it.
+A failure in one session never stops the others; a failing step is counted,
+never fatal to the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from agent.arbitrate import arbitrate
+from agent.collect.collector import Collector
+from agent.config import Config
+from agent.downsample import StepAggregator
+from agent.forecast import ForecastInput, ModelHolder
+from agent.lifecycle import SessionManager
+from agent.limits import Decision, Limits
+from agent.metrics import AgentMetrics
+from agent.policy import PolicyMemo, Proposal, bump_sample, decide
+from agent.prediction import Prediction
+from agent.profile import build_profile
+from agent.runtime import SessionRuntime, SessionSnapshot
+from agent.session import Session
+from agent.state import Sample, SessionState
+
+log = logging.getLogger("pspe.loop")
+
+
+@dataclass
+class TickReport:
+    t: float
+    durations: dict[str, float] = field(default_factory=dict)
+    decisions: list[Decision] = field(default_factory=list)
+    samples: dict[str, Sample] = field(default_factory=dict)
+    alerts: list = field(default_factory=list)
+    sessions: dict[str, SessionSnapshot] = field(default_factory=dict)
+    started: list[str] = field(default_factory=list)
+    ended: list[str] = field(default_factory=list)
+    profiles: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(self.durations.values())
+
+
+RecordSink = Callable[[TickReport], None]
+
+
+class AgentLoop:
+    def __init__(
+        self,
+        cfg: Config,
+        collector: Collector,
+        forecaster: ModelHolder,
+        manager: SessionManager,
+        host_capacity: tuple[float, int],
+        metrics: AgentMetrics | None = None,
+        detector=None,
+        sinks: list[RecordSink] | None = None,
+        app_metrics: Callable[[str], dict[str, float]] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.collector = collector
+        self.forecaster = forecaster
+        self.manager = manager
+        self.actuator = manager.actuator
+        self.host_cpu, self.host_mem = host_capacity
+        self.metrics = metrics or AgentMetrics()
+        self.detector = detector
+        self.sinks = list(sinks or [])
+        self.app_metrics = app_metrics
+        self.runtimes: dict[str, SessionRuntime] = {}
+        self.last_report: TickReport | None = None
+        self._reap_wanted = True  # reap once at start-up
+        self._capacity = max(2, int(math.ceil(cfg.agent.history_seconds / cfg.agent.tick_seconds)))
+
+    # --- the tick -----------------------------------------------------------------------------
+
+    def run_once(self, now: float) -> TickReport:
+        report = TickReport(t=now)
+        started = time.perf_counter()
+        with self._step(report, "sync"):
+            self._sync_sessions(now, report)
+        with self._step(report, "collect"):
+            results = self.collector.collect({sid: rt.session.cgroup for sid, rt in self.runtimes.items()})
+        with self._step(report, "update"):
+            self._update(now, results, report)
+        with self._step(report, "forecast"):
+            predictions = self._forecast(now)
+        with self._step(report, "decide"):
+            proposals = self._decide(now, predictions)
+        with self._step(report, "actuate"):
+            self._actuate(now, proposals, report)
+        with self._step(report, "anomaly"):
+            self._detect(now, report)
+        with self._step(report, "record"):
+            report.sessions = {sid: self._snapshot(rt, predictions.get(sid)) for sid, rt in self.runtimes.items()}
+            self._record(report)
+        self.metrics.tick_seconds.observe(time.perf_counter() - started)
+        self.metrics.ticks.inc()
+        self.metrics.last_tick.set(now)
+        self.metrics.sessions.set(len(self.runtimes))
+        self.last_report = report
+        return report
+
+    @contextmanager
+    def _step(self, report: TickReport, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        except Exception:  # one broken step is counted and logged; the loop goes on
+            self.metrics.tick_errors.inc()
+            log.exception("loop step %s failed", name)
+        finally:
+            dt = time.perf_counter() - t0
+            report.durations[name] = dt
+            self.metrics.step_seconds.labels(name).observe(dt)
+
+    # --- steps ----------------------------------------------------------------------------------
+
+    def _sync_sessions(self, now: float, report: TickReport) -> None:
+        """The session store on disk is the source of truth (the CLI edits it from another process).
+
+        One directory listing per tick; records are read only for sessions new to the loop.
+        """
+        if self._reap_wanted:
+            self._reap_wanted = False
+            for sid in self.manager.reap(now):
+                self.metrics.sessions_vanished.inc()
+        ids = self.manager.store.ids()
+        for sid in list(self.runtimes):
+            if sid not in ids:
+                self._forget(sid, now, report)
+        for sid in ids - self.runtimes.keys():
+            session = self.manager.store.get(sid)
+            if session is not None:
+                self.runtimes[sid] = self._new_runtime(session, now)
+                report.started.append(sid)
+
+    def _new_runtime(self, session: Session, now: float) -> SessionRuntime:
+        spec = self.forecaster.spec_for_steps()
+        limits = session.limits or self.actuator.read_limits(session.cgroup)
+        return SessionRuntime(
+            session=session,
+            state=SessionState(session.session_id, self._capacity, started_at=session.started_at),
+            steps=StepAggregator(spec.step_seconds, spec.window, spec.metrics),
+            memo=PolicyMemo(),
+            limits=limits,
+        )
+
+    def _forget(self, sid: str, now: float, report: TickReport) -> None:
+        rt = self.runtimes.pop(sid, None)
+        if rt is None:
+            return
+        report.ended.append(sid)
+        if self.detector is not None:
+            self.detector.forget(sid)
+        try:  # the final profile: what the agent measured, added to what `session stop` wrote
+            profile = build_profile(rt.state, rt.limits, rt.session.labels, rt.changes, now)
+            self.manager.store.merge_ended(sid, profile)
+            report.profiles[sid] = profile
+        except OSError:
+            log.exception("could not keep the final profile of session %s", sid)
+
+    def _update(self, now: float, results: dict, report: TickReport) -> None:
+        for sid, result in results.items():
+            rt = self.runtimes.get(sid)
+            if rt is None:
+                continue
+            for source in result.errors:
+                self.metrics.collector_errors.labels(source).inc()
+            if result.vanished or (rt.session.owned and result.reading.nr_procs == 0):
+                self._reap_wanted = True  # cleaned up at the next sync
+                continue
+            reading = result.reading
+            if reading.cpu_throttled_ns is not None:
+                rt.throttled_ns_total = reading.cpu_throttled_ns
+            sample = rt.state.derive(reading, now)
+            if sample is None:
+                if reading.mem_usage_bytes is not None:
+                    rt.mem_used = reading.mem_usage_bytes
+                continue
+            if self.app_metrics is not None:
+                sample.app.update(self.app_metrics(sid))
+            rt.cpu_used = 0.0 if math.isnan(sample.get("cpu_cores")) else sample.get("cpu_cores")
+            rt.mem_used = int(0 if math.isnan(sample.get("mem_bytes")) else sample.get("mem_bytes"))
+            report.samples[sid] = sample
+            bumped = bump_sample(sample, rt.limits, self.cfg.policy)
+            rt.state.push(bumped)
+            rt.steps.add(bumped)
+
+    def _forecast(self, now: float) -> dict[str, Prediction]:
+        ids = list(self.runtimes)
+        inputs = [ForecastInput(self.runtimes[sid].state, self.runtimes[sid].steps) for sid in ids]
+        if not inputs:
+            return {}
+        preds = self.forecaster.predict(now, inputs)
+        return dict(zip(ids, preds))
+
+    def _decide(self, now: float, predictions: dict[str, Prediction]) -> dict[str, Proposal]:
+        proposals: dict[str, Proposal] = {}
+        usage: dict[str, tuple[float, int]] = {}
+        for sid, pred in predictions.items():
+            rt = self.runtimes[sid]
+            if rt.state.samples_seen == 0:
+                continue  # nothing measured yet: keep the allocation it started with
+            try:
+                proposals[sid] = decide(now, pred, rt.limits, (rt.cpu_used, rt.mem_used),
+                                        rt.session.bounds, self.cfg.policy, rt.memo)
+                usage[sid] = (rt.cpu_used, rt.mem_used)
+            except Exception:
+                self.metrics.tick_errors.inc()
+                log.exception("policy failed for session %s", sid)
+        if not proposals:
+            return {}
+        return arbitrate(proposals, usage, self.host_cpu, self.host_mem, self.cfg.policy)
+
+    def _actuate(self, now: float, proposals: dict[str, Proposal], report: TickReport) -> None:
+        for sid, proposal in proposals.items():
+            rt = self.runtimes[sid]
+            if not proposal.changed or proposal.limits == rt.limits:
+                continue
+            old = rt.limits
+            try:
+                result = self.actuator.apply(rt.session.cgroup, proposal.limits, old)
+            except Exception as e:  # a vanished cgroup or an unwritable file: reaped or retried next tick
+                self.metrics.actuate_errors.labels(type(e).__name__).inc()
+                log.warning("apply failed for session %s: %s", sid, e)
+                continue
+            if result.refused_shrink:
+                rt.memo.shrink_refused(now, "mem")
+                self.metrics.actuate_errors.labels("refused_shrink").inc()
+            for _ in result.errors:
+                self.metrics.actuate_errors.labels("write").inc()
+            applied = result.applied
+            if applied == old:
+                continue
+            rt.limits = applied
+            rt.changes += 1
+            self._count_directions(old, applied)
+            decision = Decision(t=now, session_id=sid, old=old, new=applied, reasons=tuple(proposal.reasons),
+                                applied=not result.errors, errors=tuple(result.errors))
+            report.decisions.append(decision)
+            rt.session.limits = applied
+            self._persist_limits(rt.session)
+
+    def _persist_limits(self, session: Session) -> None:
+        """Keep the record's limits current, unless `session stop` removed it meanwhile."""
+        if self.manager.store.has(session.session_id):
+            self.manager.store.save(session)
+
+    def _count_directions(self, old: Limits | None, new: Limits) -> None:
+        for resource in ("cpu_request", "cpu_limit", "mem_request", "mem_limit"):
+            a = getattr(old, resource) if old else None
+            b = getattr(new, resource)
+            if a is None or b > a:
+                self.metrics.decisions.labels(resource, "up").inc()
+            elif b < a:
+                self.metrics.decisions.labels(resource, "down").inc()
+
+    def _detect(self, now: float, report: TickReport) -> None:
+        if self.detector is None:
+            return
+        for sid, sample in report.samples.items():
+            alerts = self.detector.observe(now, sid, sample)
+            for alert in alerts:
+                self.metrics.alerts.labels(alert.kind).inc()
+            if alerts:
+                rt = self.runtimes[sid]
+                rt.alerts = (rt.alerts + alerts)[-20:]
+                report.alerts.extend(alerts)
+
+    def _record(self, report: TickReport) -> None:
+        for sink in self.sinks:
+            try:
+                sink(report)
+            except Exception:  # a broken sink loses its records (counted) but never the tick
+                self.metrics.dropped_records.labels("sink_error").inc(len(report.samples) or 1)
+                log.exception("record sink failed")
+
+    def _snapshot(self, rt: SessionRuntime, pred: Prediction | None) -> SessionSnapshot:
+        last = rt.state.last_sample
+        throttled = last.get("cpu_throttled") if last else math.nan
+        return SessionSnapshot(
+            session_id=rt.session_id, cgroup=rt.session.cgroup, owned=rt.session.owned,
+            cpu_used=rt.cpu_used, mem_used=rt.mem_used, limits=rt.limits, changes=rt.changes,
+            oom_kills=rt.state.oom_kills_total, throttled=0.0 if math.isnan(throttled) else throttled,
+            samples=rt.state.samples_seen, forecast_source=pred.source if pred else "",
+        )

@@ -1,0 +1,161 @@
+"""Composition root: the only place that builds real clients, starts tasks and handles signals."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from agent.actuate.base import Actuator
+from agent.actuate.cgroup_v1 import CgroupV1Actuator
+from agent.actuate.cgroup_v2 import CgroupV2Actuator
+from agent.actuate.dryrun import DryRunActuator
+from agent.anomaly import AnomalyDetector
+from agent.collect.collector import Collector
+from agent.collect.detect import detect_cgroup_version
+from agent.collect.procfs import read_host_capacity
+from agent.config import Config
+from agent.forecast import ModelHolder, load_forecaster
+from agent.http import AgentHttpServer, health, parse_listen
+from agent.lifecycle import SessionManager
+from agent.loop import AgentLoop, RecordSink, TickReport
+from agent.metrics import AgentMetrics
+from agent.session import SessionStore
+
+log = logging.getLogger("pspe.agent")
+
+
+@dataclass
+class Agent:
+    cfg: Config
+    loop: AgentLoop
+    manager: SessionManager
+    metrics: AgentMetrics
+    forecaster: ModelHolder
+    started_at: float
+    backend: str
+    notes: list[str] = field(default_factory=list)
+
+    def status(self) -> dict:
+        report = self.loop.last_report
+        return {
+            "host_id": self.cfg.agent.host_id,
+            "backend": self.backend,
+            "forecaster": self.forecaster.describe(),
+            "started_at": self.started_at,
+            "last_tick": report.t if report else None,
+            "tick_ms": {k: round(v * 1000, 3) for k, v in report.durations.items()} if report else {},
+            "sessions": [s.to_dict() for s in report.sessions.values()] if report else [],
+            "alerts": [a.to_dict() for rt in self.loop.runtimes.values() for a in rt.alerts][-50:],
+            "notes": self.notes,
+        }
+
+
+def cgroups_writable(root: Path, version: str) -> bool:
+    probe = root / ("cpu" if version == "v1" else "")
+    return os.geteuid() == 0 and os.access(probe, os.W_OK)
+
+
+def choose_actuator(cfg: Config, dry_run: bool) -> tuple[Actuator, str, list[str]]:
+    """Real cgroups when we may write them; the dry-run backend otherwise (said out loud)."""
+    root = Path(cfg.agent.cgroup_root)
+    version = detect_cgroup_version(root) if cfg.agent.cgroup_version == "auto" else cfg.agent.cgroup_version
+    if dry_run or cfg.agent.dry_run:
+        return DryRunActuator(), f"dry-run ({version} read-only)", []
+    if not cgroups_writable(root, version):
+        note = f"cgroups under {root} cannot be written (not root?): using the dry-run backend"
+        log.warning(note)
+        return DryRunActuator(), f"dry-run ({version} read-only)", [note]
+    if version == "v1":
+        return CgroupV1Actuator(root), "cgroup-v1", []
+    return CgroupV2Actuator(root), "cgroup-v2", []
+
+
+def build_agent(cfg: Config, *, actuator: Actuator | None = None, dry_run: bool = False,
+                forecaster: ModelHolder | None = None, sinks: list[RecordSink] | None = None,
+                app_metrics: Callable[[str], dict[str, float]] | None = None,
+                clock: Callable[[], float] = time.time) -> Agent:
+    notes: list[str] = []
+    if actuator is None:
+        actuator, backend, notes = choose_actuator(cfg, dry_run)
+    else:
+        backend = getattr(actuator, "name", type(actuator).__name__)
+    root = Path(cfg.agent.cgroup_root)
+    version = detect_cgroup_version(root) if cfg.agent.cgroup_version == "auto" else cfg.agent.cgroup_version
+    collector = Collector(version, root, Path(cfg.agent.procfs_root))
+    host_cpu, host_mem = read_host_capacity(Path(cfg.agent.procfs_root))
+    host = (cfg.agent.host_cpu_cores or host_cpu, cfg.agent.host_mem_bytes or host_mem)
+    metrics = AgentMetrics()
+    holder = forecaster or ModelHolder(load_forecaster(cfg.forecast.model_path, cfg, log))
+    store = SessionStore(cfg.state_dir)
+    manager = SessionManager(actuator, store, cfg)
+    loop = AgentLoop(cfg, collector, holder, manager, host, metrics=metrics, detector=AnomalyDetector(),
+                     sinks=sinks, app_metrics=app_metrics)
+    return Agent(cfg, loop, manager, metrics, holder, clock(), backend, notes)
+
+
+def start_up(agent: Agent, now: float) -> None:
+    """Re-adopt our own sessions (limits untouched) and adopt the configured cgroups."""
+    recovered = agent.manager.recover(now)
+    if recovered:
+        log.info("re-adopted %d sessions: %s", len(recovered), ", ".join(s.session_id for s in recovered))
+    for spec in agent.cfg.agent.adopt:
+        try:
+            adopted = agent.manager.adopt(spec, now)
+            log.info("adopted %d sessions from %s", len(adopted), spec)
+        except Exception as e:  # a wrong path must not keep the agent from right-sizing the rest
+            log.error("could not adopt %s: %s", spec, e)
+
+
+async def run_agent(agent: Agent, *, ticks: int | None = None, clock: Callable[[], float] = time.time,
+                    stop: asyncio.Event | None = None, drain_seconds: float = 5.0) -> TickReport | None:
+    """Tick until stopped (SIGTERM/SIGINT) or `ticks` ticks ran; serve /metrics and /healthz meanwhile."""
+    stop = stop or asyncio.Event()
+    tick = agent.cfg.agent.tick_seconds
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+            pass
+    start_up(agent, clock())
+    server = None
+    if agent.cfg.http.listen and ticks is None:
+        server = AgentHttpServer(
+            agent.metrics,
+            lambda: health(_last_tick(agent), agent.started_at, clock(), agent.cfg.http.stall_seconds),
+            agent.status,
+        )
+        await server.start(*parse_listen(agent.cfg.http.listen))
+    done = 0
+    try:
+        next_at = clock()
+        while not stop.is_set():
+            # the tick runs in a worker thread so /healthz and /metrics answer during a long one
+            await asyncio.to_thread(agent.loop.run_once, clock())
+            done += 1
+            if ticks is not None and done >= ticks:
+                break
+            next_at += tick
+            delay = next_at - clock()
+            if delay < 0:  # fell behind: skip missed ticks rather than run them back to back
+                next_at = clock()
+                delay = 0
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            except asyncio.TimeoutError:
+                pass
+    finally:
+        if server is not None:
+            await asyncio.wait_for(server.close(), timeout=drain_seconds)
+    return agent.loop.last_report
+
+
+def _last_tick(agent: Agent) -> float | None:
+    report = agent.loop.last_report
+    return None if report is None else report.t + report.total_seconds

@@ -1,0 +1,61 @@
+"""What the loop keeps per live session between ticks (pure containers)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from agent.downsample import StepAggregator
+from agent.limits import Limits
+from agent.policy import PolicyMemo
+from agent.session import Session
+from agent.state import SessionState
+
+
+@dataclass
+class SessionRuntime:
+    session: Session
+    state: SessionState
+    steps: StepAggregator
+    memo: PolicyMemo
+    limits: Limits | None
+    cpu_used: float = 0.0
+    mem_used: int = 0
+    changes: int = 0
+    throttled_ns_total: int = 0
+    alerts: list = field(default_factory=list)
+
+    @property
+    def session_id(self) -> str:
+        return self.session.session_id
+
+
+@dataclass(frozen=True)
+class SessionSnapshot:
+    """One session as the last tick saw it: for status, the demo's table and tests."""
+
+    session_id: str
+    cgroup: str
+    owned: bool
+    cpu_used: float
+    mem_used: int
+    limits: Limits | None
+    changes: int
+    oom_kills: int
+    throttled: float          # share of CFS periods throttled in the last interval
+    samples: int
+    forecast_source: str
+
+    def to_dict(self) -> dict:
+        return {
+            "session_id": self.session_id,
+            "cgroup": self.cgroup,
+            "owned": self.owned,
+            "cpu_used": self.cpu_used,
+            "mem_used": self.mem_used,
+            "limits": self.limits.to_dict() if self.limits else None,
+            "changes": self.changes,
+            "oom_kills": self.oom_kills,
+            "throttled": self.throttled,
+            "samples": self.samples,
+            "forecast_source": self.forecast_source,
+        }

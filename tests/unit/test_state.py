@@ -1,0 +1,49 @@
+import math
+
+import numpy as np
+
+from agent.collect.reading import Reading
+from agent.state import RingBuffer, SessionState, sample_from_readings
+
+
+def test_ring_buffer_keeps_newest_in_order():
+    rb = RingBuffer(3)
+    assert len(rb.last()) == 0 and math.isnan(rb.latest())
+    for v in range(5):
+        rb.push(v)
+    assert rb.last().tolist() == [2, 3, 4]
+    assert rb.last(2).tolist() == [3, 4]
+    assert rb.latest() == 4 and len(rb) == 3
+
+
+def test_rates_from_two_readings():
+    prev = Reading(cpu_usage_ns=1_000_000_000, cpu_nr_periods=10, cpu_nr_throttled=1, io_read_bytes=0,
+                   mem_usage_bytes=100, mem_oom_kills=0, psi_cpu_some_us=0)
+    cur = Reading(cpu_usage_ns=3_000_000_000, cpu_nr_periods=30, cpu_nr_throttled=6, io_read_bytes=4096,
+                  mem_usage_bytes=200, mem_oom_kills=2, psi_cpu_some_us=500_000)
+    s = sample_from_readings(prev, cur, t=12.0, dt=2.0)
+    assert s.get("cpu_cores") == 1.0
+    assert s.get("cpu_throttled") == 0.25
+    assert s.get("disk_read_bps") == 2048
+    assert s.get("mem_bytes") == 200
+    assert s.get("psi_cpu") == 0.25
+    assert s.oom_kills == 2
+    assert math.isnan(s.get("net_rx_bps"))  # no network counters: unknown, not zero
+
+
+def test_counter_reset_gives_no_rate():
+    s = sample_from_readings(Reading(cpu_usage_ns=10), Reading(cpu_usage_ns=5), t=1, dt=1)
+    assert math.isnan(s.get("cpu_cores"))
+
+
+def test_session_state_derives_then_pushes():
+    st = SessionState("s", capacity=4, started_at=0.0)
+    assert st.derive(Reading(cpu_usage_ns=0, mem_usage_bytes=1), 0.0) is None
+    s = st.derive(Reading(cpu_usage_ns=500_000_000, mem_usage_bytes=2), 1.0)
+    assert s is not None and st.samples_seen == 0  # the caller decides what to push
+    s.app["fps"] = 60.0
+    st.push(s)
+    assert st.samples_seen == 1
+    assert np.allclose(st.window("cpu_cores"), [0.5])
+    assert st.window("fps").tolist() == [60.0]
+    assert st.window("unknown").size == 0
