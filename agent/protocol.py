@@ -1,0 +1,296 @@
+"""Versioned message types shared by the agent, pspe-ingest and the DAGs (msgspec Structs).
+
+Wire format: MessagePack (msgspec). Chosen over JSON because samples carry NaN
+for metrics a source cannot read (JSON has no NaN), floats round-trip exactly
+as 8-byte doubles, bodies are about half the size, and msgspec encodes and
+decodes it faster. Every message is a map with a `kind` tag and a schema
+version `v`, so a consumer can read the header of a body it cannot fully
+decode and dead-letter it as `UnsupportedVersion` rather than guess.
+
+Telemetry (agent -> centre) carries a per-host `seq` that only grows; ingest
+is idempotent on (host, seq). Commands (centre -> agent) carry a unique
+`command_id` and `issued_at` and travel signed (agent/signing.py).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Mapping, Union
+
+import msgspec
+
+from agent.limits import Bounds, Decision, Limits
+from agent.state import SAMPLE_METRICS, Sample
+
+SCHEMA_VERSION = 1
+SUPPORTED_VERSIONS = frozenset({1})
+
+# Host ids become AMQP routing-key words and MQTT topic levels: no '.', '#', '+', '/'.
+HOST_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
+SESSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"  # same rule as agent.session.validate_name
+HostId = Annotated[str, msgspec.Meta(pattern=HOST_PATTERN)]
+SessionId = Annotated[str, msgspec.Meta(pattern=SESSION_PATTERN)]
+Sha256Hex = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+
+
+class ProtocolError(ValueError):
+    """A body that cannot become a message; consumers dead-letter it and count it."""
+
+
+class DecodeError(ProtocolError):
+    pass
+
+
+class UnsupportedVersion(ProtocolError):
+    def __init__(self, version: object, kind: object) -> None:
+        super().__init__(f"unsupported schema version {version!r} for kind {kind!r} "
+                         f"(supported: {sorted(SUPPORTED_VERSIONS)})")
+        self.version = version
+        self.kind = kind
+
+
+# ---- value types --------------------------------------------------------------------------
+
+class LimitsMsg(msgspec.Struct, frozen=True):
+    cpu_request: float
+    cpu_limit: float
+    mem_request: int
+    mem_limit: int
+    cpu_burst: float = 0.0
+
+    @classmethod
+    def of(cls, limits: Limits) -> "LimitsMsg":
+        return cls(limits.cpu_request, limits.cpu_limit, limits.mem_request, limits.mem_limit, limits.cpu_burst)
+
+    def to_limits(self) -> Limits:
+        return Limits(self.cpu_request, self.cpu_limit, self.mem_request, self.mem_limit, self.cpu_burst)
+
+
+class BoundsMsg(msgspec.Struct, frozen=True):
+    cpu_min: float
+    cpu_max: float
+    mem_min: int
+    mem_max: int
+
+    @classmethod
+    def of(cls, bounds: Bounds) -> "BoundsMsg":
+        return cls(bounds.cpu_min, bounds.cpu_max, bounds.mem_min, bounds.mem_max)
+
+    def to_bounds(self) -> Bounds:
+        return Bounds(self.cpu_min, self.cpu_max, self.mem_min, self.mem_max)
+
+
+class SessionSample(msgspec.Struct, frozen=True, array_like=True):
+    """One session at one tick; `values` follow HostSamples.metrics (NaN = not read)."""
+
+    session_id: SessionId
+    values: list[float]
+    oom_kills: int = 0
+    app: dict[str, float] = {}
+
+
+class MetricProfile(msgspec.Struct, frozen=True):
+    count: int
+    mean: float
+    p50: float
+    p90: float
+    p95: float
+    p99: float
+    peak: float
+    growth_per_hour: float   # least-squares slope over the session, units per hour
+    burstiness: float        # p99 / p50 (1 = flat); NaN when p50 is 0
+
+
+class SessionProfile(msgspec.Struct, frozen=True):
+    duration_s: float
+    samples: int
+    metrics: dict[str, MetricProfile]
+    limits_last: LimitsMsg | None = None
+    limits_max: LimitsMsg | None = None
+    labels: dict[str, str] = {}
+    oom_kills: int = 0
+
+
+# ---- telemetry (agent -> centre) ----------------------------------------------------------
+
+class _Telemetry(msgspec.Struct, tag_field="kind", kw_only=True, frozen=True):
+    v: int = SCHEMA_VERSION
+    host: HostId
+    seq: int = 0          # assigned by the publisher; per host, strictly increasing
+    t: float              # epoch seconds the record describes
+
+
+class HostSamples(_Telemetry, tag="samples"):
+    interval_s: float
+    metrics: list[str]
+    sessions: list[SessionSample]
+
+
+class DecisionRecord(_Telemetry, tag="decision"):
+    session_id: SessionId
+    old: LimitsMsg | None
+    new: LimitsMsg
+    reasons: list[str] = []
+    applied: bool = True
+    errors: list[str] = []
+
+
+class AlertRecord(_Telemetry, tag="alert"):
+    session_id: SessionId
+    alert: str                # what was detected, e.g. "cpu_spike", "mem_leak"
+    severity: str = "warning"
+    score: float = math.nan
+    message: str = ""
+    details: dict[str, Union[float, str]] = {}
+
+
+class SessionStarted(_Telemetry, tag="session_started"):
+    session_id: SessionId
+    started_at: float
+    cgroup: str = ""
+    labels: dict[str, str] = {}
+    limits: LimitsMsg | None = None
+    bounds: BoundsMsg | None = None
+
+
+class SessionEnded(_Telemetry, tag="session_ended"):
+    session_id: SessionId
+    started_at: float
+    ended_at: float
+    reason: str = ""
+    profile: SessionProfile | None = None
+
+
+Telemetry = Union[HostSamples, DecisionRecord, AlertRecord, SessionStarted, SessionEnded]
+
+
+# ---- commands (centre -> agent) -----------------------------------------------------------
+
+class _Command(msgspec.Struct, tag_field="kind", kw_only=True, frozen=True):
+    v: int = SCHEMA_VERSION
+    host: HostId              # the host the command is for
+    command_id: str           # unique; agents refuse a replayed id
+    issued_at: float
+    issued_by: str = ""
+
+
+class SessionStart(_Command, tag="session_start"):
+    session_id: SessionId
+    command: list[str] = []
+    labels: dict[str, str] = {}
+    bounds: BoundsMsg | None = None
+    limits: LimitsMsg | None = None
+
+
+class SessionStop(_Command, tag="session_stop"):
+    session_id: SessionId
+    reason: str = ""
+
+
+class PolicyUpdate(_Command, tag="policy_update"):
+    bounds: BoundsMsg
+    session_id: SessionId | None = None   # None: the host's default bounds for new sessions
+
+
+class Override(_Command, tag="override"):
+    session_id: SessionId
+    limits: LimitsMsg
+    duration_s: Annotated[float, msgspec.Meta(gt=0)]
+
+
+class ModelPromoted(_Command, tag="model_promoted"):
+    model_uri: str
+    version: str
+    sha256: Sha256Hex
+
+
+class ModelRollback(_Command, tag="model_rollback"):
+    to_version: str | None = None         # None: the previous good model
+    reason: str = ""
+
+
+Command = Union[SessionStart, SessionStop, PolicyUpdate, Override, ModelPromoted, ModelRollback]
+Message = Union[Telemetry, Command]
+TELEMETRY_TYPES = (HostSamples, DecisionRecord, AlertRecord, SessionStarted, SessionEnded)
+COMMAND_TYPES = (SessionStart, SessionStop, PolicyUpdate, Override, ModelPromoted, ModelRollback)
+
+
+# ---- encode / decode ----------------------------------------------------------------------
+
+class _Header(msgspec.Struct):
+    kind: object = None
+    v: object = None
+
+
+_encoder = msgspec.msgpack.Encoder()
+_header_decoder = msgspec.msgpack.Decoder(_Header)
+_decoders = {
+    "any": msgspec.msgpack.Decoder(Message),
+    "telemetry": msgspec.msgpack.Decoder(Telemetry),
+    "command": msgspec.msgpack.Decoder(Command),
+}
+
+
+def kind_of(msg: msgspec.Struct) -> str:
+    return type(msg).__struct_config__.tag
+
+
+def routing_key(msg: msgspec.Struct) -> str:
+    """'<host>.<kind>': the key on both topic exchanges."""
+    return f"{msg.host}.{kind_of(msg)}"
+
+
+def encode(msg: msgspec.Struct) -> bytes:
+    return _encoder.encode(msg)
+
+
+def _decode(body: bytes, which: str):
+    try:
+        header = _header_decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise DecodeError(f"not a PSPE message: {e}") from None
+    if not isinstance(header.v, int) or isinstance(header.v, bool):
+        raise DecodeError(f"missing or non-integer schema version: {header.v!r}")
+    if header.v not in SUPPORTED_VERSIONS:
+        raise UnsupportedVersion(header.v, header.kind)
+    try:
+        return _decoders[which].decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise DecodeError(f"invalid {header.kind!r} message: {e}") from None
+
+
+def decode(body: bytes) -> Message:
+    """Any message; raises DecodeError or UnsupportedVersion (both ProtocolError)."""
+    return _decode(body, "any")
+
+
+def decode_telemetry(body: bytes) -> Telemetry:
+    return _decode(body, "telemetry")
+
+
+def decode_command(body: bytes) -> Command:
+    return _decode(body, "command")
+
+
+# ---- builders the loop uses (pure) --------------------------------------------------------
+
+def host_samples(host: str, t: float, interval_s: float, samples: Mapping[str, Sample],
+                 metrics: tuple[str, ...] = SAMPLE_METRICS) -> HostSamples:
+    """One message for all of a host's sessions at one tick (seq is set by the publisher)."""
+    sessions = [
+        SessionSample(sid, [s.values.get(m, math.nan) for m in metrics], s.oom_kills, dict(s.app))
+        for sid, s in samples.items()
+    ]
+    return HostSamples(host=host, t=t, interval_s=interval_s, metrics=list(metrics), sessions=sessions)
+
+
+def decision_record(host: str, decision: Decision) -> DecisionRecord:
+    return DecisionRecord(
+        host=host, t=decision.t, session_id=decision.session_id,
+        old=LimitsMsg.of(decision.old) if decision.old else None, new=LimitsMsg.of(decision.new),
+        reasons=list(decision.reasons), applied=decision.applied, errors=list(decision.errors),
+    )
+
+
+def with_seq(msg: _Telemetry, seq: int) -> _Telemetry:
+    return msgspec.structs.replace(msg, seq=seq)
