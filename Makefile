@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: demo test test-unit venv-agent venv-full bench clean
+.PHONY: demo test test-unit venv-agent venv-full bench bench-deps clean
 
 $(VENV)/.agent: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,3 +34,11 @@ test-unit: $(VENV)/.full
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# Reference agents for benchmarks/agent_overhead.py (Debian packages; root).
+bench-deps:
+	apt-get install -y -q --no-install-recommends collectd-core prometheus-node-exporter
+
+bench: $(VENV)/.full
+	$(PY) benchmarks/agent_overhead.py --sessions 100 --json
+	$(PY) benchmarks/agent_overhead.py --sessions 1000 --json

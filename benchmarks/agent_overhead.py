@@ -1,0 +1,203 @@
+"""Agent overhead at N sessions: CPU share of one core, peak RSS, tick latency p50/p99.
+
+Every session is a real cgroup (all v1 hierarchies) adopted by the agent; a
+subset holds a real process (sleep), so collection, policy and actuation all
+touch real kernel files. The agent runs as its own process at 1 Hz for
+--seconds; its CPU time and peak RSS come from /proc. Tick latency is measured
+in-process over --ticks back-to-back ticks. In the same run, the same figures
+for two reference agents watching the same host: collectd (cgroups, cpu,
+memory plugins, 1 s interval) and prometheus-node-exporter scraped every second.
+
+    python benchmarks/agent_overhead.py --sessions 100 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CGROOT = Path("/sys/fs/cgroup")
+HIERARCHIES = ("cpu", "cpuacct", "memory", "blkio", "pids")
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def make_cgroups(parent: str, n: int, real: int) -> list[subprocess.Popen]:
+    procs = []
+    for i in range(n):
+        for h in HIERARCHIES:
+            (CGROOT / h / parent / f"s{i:04d}").mkdir(parents=True, exist_ok=True)
+    for i in range(real):
+        p = subprocess.Popen(["sleep", "3600"])
+        for h in HIERARCHIES:
+            (CGROOT / h / parent / f"s{i:04d}" / "cgroup.procs").write_text(str(p.pid))
+        procs.append(p)
+    return procs
+
+
+def remove_cgroups(parent: str, procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        p.kill()
+        p.wait()
+    for h in HIERARCHIES:
+        base = CGROOT / h / parent
+        if base.exists():
+            for child in sorted(base.iterdir()):
+                if child.is_dir():
+                    child.rmdir()
+            base.rmdir()
+
+
+def measure_process(pid: int, seconds: float, poke=None) -> dict:
+    c0, t0 = proc_cpu_seconds(pid), time.monotonic()
+    end = t0 + seconds
+    while time.monotonic() < end:
+        if poke:
+            poke()
+        time.sleep(1.0)
+    c1, t1 = proc_cpu_seconds(pid), time.monotonic()
+    return {"cpu_percent_of_core": round(100 * (c1 - c0) / (t1 - t0), 3), "rss_mb": round(proc_peak_rss_mb(pid), 1)}
+
+
+def run_pspe_agent(state_dir: Path, parent: str, seconds: float) -> dict:
+    cfg = state_dir / "agent.toml"
+    cfg.write_text(
+        f'[agent]\nstate_dir = "{state_dir}"\nadopt = ["{parent}/*"]\nsession_parent = "{parent}"\n'
+        f'history_seconds = 300\n[http]\nlisten = ""\n'
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    p = subprocess.Popen([sys.executable, "-m", "agent.cli", "--config", str(cfg), "run", "--log-level", "warning"],
+                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        time.sleep(min(8.0, 2.0 + seconds / 4))  # start-up (imports, adoption) is not steady-state overhead
+        if p.poll() is not None:
+            raise RuntimeError(f"agent exited: {p.stderr.read().decode()[-2000:]}")
+        return measure_process(p.pid, seconds)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def tick_latency(state_dir: Path, parent: str, ticks: int) -> dict:
+    from agent.config import build_config
+    from agent.main import build_agent, start_up
+
+    cfg = build_config({"agent": {"state_dir": str(state_dir / "inproc"), "adopt": [f"{parent}/*"],
+                                  "session_parent": parent, "history_seconds": 300}}, {})
+    agent = build_agent(cfg)
+    start_up(agent, time.time())
+    times = []
+    for _ in range(ticks + 2):
+        t0 = time.perf_counter()
+        agent.loop.run_once(time.time())
+        times.append((time.perf_counter() - t0) * 1000)
+        time.sleep(0.05)
+    times = sorted(times[2:])  # the first two ticks have no rates yet
+    p99 = times[min(len(times) - 1, int(round(0.99 * (len(times) - 1))))]
+    return {"tick_p50_ms": round(statistics.median(times), 3), "tick_p99_ms": round(p99, 3),
+            "sessions_seen": len(agent.loop.runtimes)}
+
+
+def run_collectd(tmp: Path, seconds: float) -> dict | None:
+    exe = shutil.which("collectd") or "/usr/sbin/collectd"
+    if not os.path.exists(exe):
+        return None
+    conf = tmp / "collectd.conf"
+    conf.write_text(
+        f'Interval 1\nBaseDir "{tmp}"\nPIDFile "{tmp}/collectd.pid"\nPluginDir "/usr/lib/collectd"\n'
+        'LoadPlugin cpu\nLoadPlugin memory\nLoadPlugin cgroups\nLoadPlugin csv\n'
+        f'<Plugin csv>\n  DataDir "{tmp}/csv"\n</Plugin>\n'
+    )
+    p = subprocess.Popen([exe, "-C", str(conf), "-f"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(2)
+        if p.poll() is not None:
+            return None
+        return measure_process(p.pid, seconds)
+    finally:
+        p.terminate()
+        p.wait(timeout=10)
+
+
+def run_node_exporter(seconds: float) -> dict | None:
+    exe = shutil.which("prometheus-node-exporter") or "/usr/bin/prometheus-node-exporter"
+    if not os.path.exists(exe):
+        return None
+    p = subprocess.Popen([exe, "--web.listen-address=127.0.0.1:19100"], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+
+    def scrape():  # a Prometheus server scraping every second, as the agent ticks every second
+        try:
+            urllib.request.urlopen("http://127.0.0.1:19100/metrics", timeout=2).read()
+        except OSError:
+            pass
+
+    try:
+        time.sleep(2)
+        if p.poll() is not None:
+            return None
+        return measure_process(p.pid, seconds, poke=scrape)
+    finally:
+        p.terminate()
+        p.wait(timeout=10)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sessions", type=int, default=100)
+    ap.add_argument("--real", type=int, default=None, help="sessions holding a real process (default min(N, 50))")
+    ap.add_argument("--seconds", type=float, default=15.0, help="measurement window per agent")
+    ap.add_argument("--ticks", type=int, default=30)
+    ap.add_argument("--no-reference", action="store_true", help="skip collectd and node-exporter")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("agent_overhead: needs root to create cgroups")
+    real = min(args.sessions, 50) if args.real is None else args.real
+    parent = f"pspe-bench-{os.getpid()}"
+    tmp = Path(tempfile.mkdtemp(prefix="pspe-bench-"))
+    procs = make_cgroups(parent, args.sessions, real)
+    try:
+        result = {"sessions": args.sessions, "real_processes": real}
+        result.update(run_pspe_agent(tmp / "agent", parent, args.seconds))
+        result.update(tick_latency(tmp, parent, args.ticks))
+        if not args.no_reference:
+            result["collectd"] = run_collectd(tmp / "collectd", args.seconds)
+            result["node_exporter"] = run_node_exporter(args.seconds)
+    finally:
+        remove_cgroups(parent, procs)
+        shutil.rmtree(tmp, ignore_errors=True)
+    if not args.json:
+        for k, v in result.items():
+            print(f"{k:>22}: {v}")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
