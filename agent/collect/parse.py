@@ -1,0 +1,73 @@
+"""Pure parsers for the kernel file formats shared by cgroup v1, cgroup v2 and procfs.
+
+Every parser takes the file's text and returns plain values; a malformed file
+raises ValueError, which the calling collector counts as that source's error.
+"""
+
+from __future__ import annotations
+
+
+def parse_flat_keyed(text: str) -> dict[str, int]:
+    """'key value' per line (cpu.stat, memory.stat, memory.events, memory.oom_control)."""
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        if not line:
+            continue
+        key, sep, value = line.partition(" ")
+        if not sep:
+            raise ValueError(f"flat-keyed line without a value: {line!r}")
+        out[key] = int(value)
+    return out
+
+
+def parse_cpu_stat(text: str) -> dict[str, int]:
+    """cpu.stat: v1 has nr_periods, nr_throttled, throttled_time (ns); v2 adds usage_usec and throttled_usec."""
+    return parse_flat_keyed(text)
+
+
+def parse_procs(text: str) -> list[int]:
+    """cgroup.procs: one pid per line."""
+    return [int(p) for p in text.split()]
+
+
+def parse_psi(text: str) -> dict[str, dict[str, float]]:
+    """A pressure file: {"some": {"avg10": .., "avg60": .., "avg300": .., "total": us}, "full": {...}}.
+
+        some avg10=0.00 avg60=0.00 avg300=0.00 total=0
+        full avg10=0.00 avg60=0.00 avg300=0.00 total=0
+
+    `total` (cumulative stall time in microseconds) is kept as an int.
+    """
+    out: dict[str, dict[str, float]] = {}
+    for line in text.splitlines():
+        if not line:
+            continue
+        kind, *pairs = line.split()
+        if kind not in ("some", "full") or not pairs:
+            raise ValueError(f"not a pressure line: {line!r}")
+        values: dict[str, float] = {}
+        for pair in pairs:
+            key, sep, value = pair.partition("=")
+            if not sep:
+                raise ValueError(f"pressure field without '=': {pair!r}")
+            values[key] = int(value) if key == "total" else float(value)
+        if "total" not in values:
+            raise ValueError(f"pressure line without total: {line!r}")
+        out[kind] = values
+    return out
+
+
+def psi_total(psi: dict[str, dict[str, float]], kind: str) -> int | None:
+    """The cumulative stall time of one line ("some" or "full"), or None when absent."""
+    line = psi.get(kind)
+    return None if line is None else int(line["total"])
+
+
+def working_set(usage_bytes: int, inactive_file_bytes: int | None) -> int:
+    """Usage minus inactive page cache, floored at zero: what cAdvisor and the kubelet call
+    the working set. Inactive file pages are the first the kernel reclaims under a limit, so
+    counting them would make every session that touched a file look like it needs more memory.
+    """
+    if inactive_file_bytes is None:
+        return usage_bytes
+    return max(0, usage_bytes - inactive_file_bytes)
