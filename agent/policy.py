@@ -1,0 +1,257 @@
+"""Forecast quantiles -> two levels per resource, as a chain of small named steps (pure).
+
+For each of cpu_limit, cpu_request, mem_limit, mem_request (agent/limits.py):
+  1 base estimate  the upper quantile sizes a limit (burstable cap), the central one a request
+  2 safety margin  cpu_margin / mem_margin relative, plus mem_headroom_bytes on memory
+  3 confidence     a young session (few samples) gets extra headroom; a young cap >= initial allocation
+  4 usage floor    never below what is in use now; a memory cap stays headroom above it
+  5 bounds         the session's [min, max] inside the fleet-wide one; request <= limit
+  6 hysteresis     a relative change under `hysteresis` keeps the old value
+  7 cooldown       a change waits cooldown_{up,down}_seconds after the last change of that field;
+                   a memory shrink the kernel refused (EBUSY) waits as long before its retry
+  8 CPU burst      burst_fraction of the quota
+Steps 6 and 7 never hold a value under the usage floor or outside the bounds. Every time
+is a float `now` passed in, so the agent loop and the replay simulator (any step size)
+run the same code.
+
+`PolicyMemo` is the per-session memory between calls. It learns which changes took effect
+by comparing `current` (the limits in force) with what it saw at the previous call, so a
+failed apply, a host-capacity trim or an operator override needs no extra call; such a
+change is dated to the previous decision, when it was proposed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from agent.config import PolicySection
+from agent.limits import Bounds, Limits
+from agent.policy_steps import (
+    LEVEL_FIELDS, base_estimate, bump_sample, bump_sample_explained, clamp, cooldown_remaining,
+    cpu_burst_for, effective_bounds, finite, is_young, mem_cap_floor, round_cpu_up, round_mem_up,
+    same_value, usage_floor, with_confidence, with_margin, within_hysteresis, young_extra,
+)
+from agent.prediction import Prediction, ResourcePrediction
+from agent.units import format_size
+
+__all__ = ["Usage", "Proposal", "PolicyMemo", "decide", "bump_sample", "bump_sample_explained"]
+
+_ALIASES = {"mem": "mem_limit", "memory": "mem_limit", "cpu": "cpu_limit"}
+
+
+class Usage(NamedTuple):
+    """What a session uses now; a plain (cpu, mem) tuple works too. NaN or None = unknown."""
+    cpu: float   # cores used over the last interval
+    mem: float   # bytes in use now
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    limits: Limits
+    reasons: tuple[str, ...]
+    changed: bool                      # differs from `previous` (always True when previous is None)
+    previous: Limits | None = None     # the limits in force when it was made
+    bounds: Bounds | None = None       # the effective bounds it respected (arbitration keeps them)
+
+
+@dataclass(slots=True)
+class PolicyMemo:
+    """Per-session policy memory: when each field last went up or down, refused shrinks."""
+    last_up: dict[str, float] = field(default_factory=dict)
+    last_down: dict[str, float] = field(default_factory=dict)
+    refused_at: dict[str, float] = field(default_factory=dict)   # field -> when a shrink got EBUSY
+    seen: Limits | None = None         # `current` at the previous decision
+    decided_at: float | None = None
+    changes: int = 0                   # field changes seen taking effect
+
+    def last_change(self, name: str) -> float | None:
+        times = [t for t in (self.last_up.get(name), self.last_down.get(name)) if t is not None]
+        return max(times) if times else None
+
+    def shrink_refused(self, now: float, resource: str = "mem_limit") -> None:
+        """The kernel refused to lower `resource` (EBUSY): keep the old value, retry after cooldown.
+
+        `resource` is a Limits field name ("mem" and "memory" mean mem_limit). Never raises.
+        """
+        name = _ALIASES.get(resource, resource) if isinstance(resource, str) else None
+        if finite(now) and name in LEVEL_FIELDS:
+            self.refused_at[name] = float(now)
+
+    def observe(self, current: Limits | None, now: float) -> None:
+        """Record the changes that took effect since the previous decision."""
+        if current is not None and self.decided_at is not None:
+            when = self.decided_at
+            for name in LEVEL_FIELDS:
+                new = getattr(current, name)
+                old = getattr(self.seen, name) if self.seen is not None else None
+                if old is None or not same_value(name, old, new):
+                    (self.last_up if old is None or new > old else self.last_down)[name] = when
+                    self.changes += 1
+        self.seen, self.decided_at = current, now
+
+    def to_dict(self) -> dict:
+        return {"last_up": dict(self.last_up), "last_down": dict(self.last_down),
+                "refused_at": dict(self.refused_at), "seen": self.seen.to_dict() if self.seen else None,
+                "decided_at": self.decided_at, "changes": self.changes}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PolicyMemo":
+        return cls(last_up=dict(d.get("last_up") or {}), last_down=dict(d.get("last_down") or {}),
+                   refused_at=dict(d.get("refused_at") or {}),
+                   seen=Limits.from_dict(d["seen"]) if d.get("seen") else None,
+                   decided_at=d.get("decided_at"), changes=int(d.get("changes") or 0))
+
+
+class _Resource:
+    """The knobs and inputs of one resource for one call."""
+    __slots__ = ("name", "margin", "headroom", "initial", "lo", "hi", "used", "extra", "young", "quantiles")
+
+    def __init__(self, name: str, margin: float, headroom: float, initial: float, lo: float, hi: float,
+                 used: float, extra: float, young: bool, cfg: PolicySection) -> None:
+        self.name, self.margin, self.headroom, self.initial = name, margin, headroom, initial
+        self.lo, self.hi, self.used, self.extra, self.young = lo, hi, used, extra, young
+        self.quantiles = {"request": cfg.central_quantile, "limit": cfg.upper_quantile}
+
+    def fmt(self, x: float) -> str:
+        return f"{x:.2f}" if self.name == "cpu" else format_size(x)
+
+    def round_up(self, x: float) -> float:
+        return round_cpu_up(x) if self.name == "cpu" else round_mem_up(x)
+
+    def floor(self, level: str) -> float:
+        if self.name == "mem" and level == "limit":
+            return mem_cap_floor(self.used, self.headroom)
+        return usage_floor(self.used)
+
+    def describe(self, level: str, why: tuple[str, float]) -> str:
+        """Words for the step that settled a value (formatted only when a reason is given)."""
+        step, v = why
+        if step == "forecast":
+            young = f" + young {self.extra:.0%}" if self.extra else ""
+            return f"forecast p{self.quantiles[level] * 100:g} {self.fmt(v)} + margin{young}"
+        if step == "usage":
+            return f"usage {self.fmt(v)} floor" + (" + headroom" if self.name == "mem" and level == "limit" else "")
+        return {"kept": "no forecast, kept", "initial": "no forecast, initial allocation",
+                "young": f"young, initial allocation {self.fmt(v)}", "min": f"bound min {self.fmt(v)}",
+                "max": f"bound max {self.fmt(v)}", "capped": f"capped by {self.name}_limit"}[step]
+
+
+def _usage(usage: tuple[float, float] | None) -> tuple[float, float]:
+    if usage is None:
+        return math.nan, math.nan
+    cpu, mem = usage
+    return (float(cpu) if finite(cpu) else math.nan), (float(mem) if finite(mem) else math.nan)
+
+
+def _target(r: _Resource, level: str, pred: ResourcePrediction | None, old: float | None,
+            floor: float) -> tuple[float, tuple[str, float]]:
+    """Steps 1-5 for one field: the value wanted now, and which step settled it."""
+    q = base_estimate(pred, level)
+    if finite(q):                                                            # 1, 2, 3
+        x, why = with_confidence(with_margin(q, r.margin, r.headroom), r.extra), ("forecast", q)
+    elif old is not None and finite(old):
+        x, why = old, ("kept", old)
+    else:
+        x, why = r.initial, ("initial", r.initial)
+    if level == "limit" and r.young and x < r.initial:                       # 3
+        x, why = r.initial, ("young", r.initial)
+    if x < floor:                                                            # 4
+        x, why = floor, ("usage", r.used)
+    x = r.round_up(x)
+    if x < r.lo:                                                             # 5
+        x, why = r.lo, ("min", r.lo)
+    elif x > r.hi:
+        x, why = r.hi, ("max", r.hi)
+    return x, why
+
+
+def _settle(name: str, level: str, target: float, why: tuple[str, float], old: float | None, floor: float,
+            r: _Resource, now: float, cfg: PolicySection, memo: PolicyMemo) -> tuple[float, str | None]:
+    """Steps 6-7: the value to propose, and a reason when it changes or a wanted change waits."""
+    if old is None or not finite(old):
+        return target, f"{name} set: {r.describe(level, why)}"
+    if same_value(name, old, target):
+        memo.refused_at.pop(name, None)
+        return old, None
+    up = target > old
+    if up:
+        memo.refused_at.pop(name, None)       # a shrink is no longer wanted
+    if clamp(floor, r.lo, r.hi) <= old <= r.hi:  # holding is safe: not under usage, inside bounds
+        if within_hysteresis(old, target, cfg.hysteresis):
+            return old, None
+        refused = memo.refused_at.get(name)
+        if not up and refused is not None:
+            left = cooldown_remaining(now, refused, cfg.cooldown_down_seconds)
+            if left > 0:
+                return old, f"{name} hold: shrink refused (EBUSY), retry in {left:.0f}s"
+        left = cooldown_remaining(now, memo.last_change(name),
+                                  cfg.cooldown_up_seconds if up else cfg.cooldown_down_seconds)
+        if left > 0:
+            return old, f"{name} hold: cooldown {left:.0f}s left ({'up' if up else 'down'} to {r.fmt(target)})"
+    memo.refused_at.pop(name, None)           # this proposal is the retry
+    return target, f"{name} {'up' if up else 'down'}: {r.describe(level, why)}"
+
+
+def decide(now: float, prediction: Prediction | None, current: Limits | None,
+           usage: tuple[float, float] | None, bounds: Bounds, cfg: PolicySection,
+           memo: PolicyMemo) -> Proposal:
+    """The limits one session should have now, with reasons. Updates `memo`; never does I/O.
+
+    `current` is what is in force (None when unknown: the proposal then sets every field);
+    `usage` is (cpu cores used over the last interval, memory bytes in use now).
+    """
+    memo.observe(current, now)
+    b = effective_bounds(bounds, cfg)
+    cpu_used, mem_used = _usage(usage)
+    samples = prediction.samples if prediction is not None else 0
+    young = is_young(samples, cfg.young_samples)
+    extra = young_extra(samples, cfg.young_samples, cfg.young_margin)
+    resources = (
+        _Resource("cpu", cfg.cpu_margin, 0.0, cfg.initial_cpu, b.cpu_min, b.cpu_max, cpu_used, extra, young, cfg),
+        _Resource("mem", cfg.mem_margin, cfg.mem_headroom_bytes, cfg.initial_memory, b.mem_min, b.mem_max,
+                  mem_used, extra, young, cfg),
+    )
+    out: dict[str, float] = {}
+    reasons: list[str] = []
+    for r in resources:
+        pred = getattr(prediction, r.name) if prediction is not None else None
+        lim_name, req_name = f"{r.name}_limit", f"{r.name}_request"
+        old_lim = getattr(current, lim_name) if current is not None else None
+        old_req = getattr(current, req_name) if current is not None else None
+        lim_floor, req_floor = r.floor("limit"), r.floor("request")
+        lim, lim_why = _target(r, "limit", pred, old_lim, lim_floor)
+        req, req_why = _target(r, "request", pred, old_req, req_floor)
+        if req > lim:
+            req, req_why = lim, ("capped", lim)
+        lim, why = _settle(lim_name, "limit", lim, lim_why, old_lim, lim_floor, r, now, cfg, memo)
+        if why:
+            reasons.append(why)
+        req, why = _settle(req_name, "request", req, req_why, old_req, req_floor, r, now, cfg, memo)
+        if req > lim:                         # the limit was held lower than the request wants
+            req, why = lim, _capped_reason(req_name, lim_name, old_req, lim)
+        if why:
+            reasons.append(why)
+        out[lim_name], out[req_name] = lim, req
+    limits = Limits(cpu_request=out["cpu_request"], cpu_limit=out["cpu_limit"],
+                    mem_request=int(out["mem_request"]), mem_limit=int(out["mem_limit"]),
+                    cpu_burst=cpu_burst_for(out["cpu_limit"], cfg.burst_fraction))
+    return Proposal(limits=limits, reasons=tuple(reasons), changed=limits_differ(current, limits),
+                    previous=current, bounds=b)
+
+
+def _capped_reason(req_name: str, lim_name: str, old_req: float | None, lim: float) -> str | None:
+    if old_req is None:
+        return f"{req_name} set: capped by {lim_name}"
+    if same_value(req_name, old_req, lim):
+        return None
+    return f"{req_name} {'down' if old_req > lim else 'up'}: capped by {lim_name}"
+
+
+def limits_differ(old: Limits | None, new: Limits) -> bool:
+    """A change in any of the four levels. CPU burst alone is no change: it follows the quota,
+    and a kernel without CFS burst would otherwise make every tick a change."""
+    if old is None:
+        return True
+    return any(not same_value(n, getattr(old, n), getattr(new, n)) for n in LEVEL_FIELDS)
