@@ -11,8 +11,9 @@ held in touched 4 MiB chunks, grown and shrunk as the trace says; a cap below
 the demand ends in a real OOM kill.
 
 The burner writes its own ground truth, one row per step (`t,step,cpu_cores,
-mem_bytes`), so the report compares demand, not the usage a limit allowed.
-`mem_bytes` includes the interpreter's own resident baseline.
+mem_bytes,baseline_bytes`), so the report compares demand, not the usage a
+limit allowed. `mem_bytes` includes the interpreter's own resident baseline
+(`baseline_bytes`), which the cgroup charges too.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ SLICE_SECONDS = 0.010           # duty-cycle granularity
 CHUNK_BYTES = 4 * 1024 * 1024   # memory is held in chunks of this size
 PAGE = 4096
 MAX_WORKERS = 16
+CSV_HEADER = "t,step,cpu_cores,mem_bytes,baseline_bytes\n"
 
 
 # --- pure planning --------------------------------------------------------------------------------
@@ -160,7 +162,7 @@ class Burner:
         out = open(self.demand_csv, "w", buffering=1) if self.demand_csv else None
         try:
             if out:
-                out.write("t,step,cpu_cores,mem_bytes\n")
+                out.write(CSV_HEADER)
             t0 = time.monotonic()
             for k in range(len(self.plan.cpu_cores)):
                 if self.stopping:
@@ -169,7 +171,7 @@ class Burner:
                 for d in self.duties:
                     d.value = worker_duty(cpu, self.workers_n)
                 if out:  # demand is what we ask for, written before the (possibly OOM-killing) allocation
-                    out.write(f"{time.time():.3f},{k},{cpu:.6f},{baseline + chunks_for(mem) * CHUNK_BYTES}\n")
+                    out.write(f"{time.time():.3f},{k},{cpu:.6f},{baseline + chunks_for(mem) * CHUNK_BYTES},{baseline}\n")
                 self.memory.set_target(mem)
                 delay = t0 + (k + 1) * self.step_seconds - time.monotonic()
                 if delay > 0:
