@@ -4,7 +4,8 @@ For each of cpu_limit, cpu_request, mem_limit, mem_request (agent/limits.py):
   1 base estimate  the upper quantile sizes a limit (burstable cap), the central one a request
   2 safety margin  cpu_margin / mem_margin relative, plus mem_headroom_bytes on memory
   3 confidence     a young session (few samples) gets extra headroom; a young cap >= initial allocation
-  4 usage floor    never below what is in use now; a memory cap stays headroom above it
+  4 usage floor    caps never below what is in use now (a memory cap stays headroom above it),
+                   nor the memory request; the CPU request may be (CPU is compressible)
   5 bounds         the session's [min, max] inside the fleet-wide one; request <= limit
   6 hysteresis     a relative change under `hysteresis` keeps the old value
   7 cooldown       a change waits cooldown_{up,down}_seconds after the last change of that field;
@@ -121,9 +122,14 @@ class _Resource:
         return round_cpu_up(x) if self.name == "cpu" else round_mem_up(x)
 
     def floor(self, level: str) -> float:
-        if self.name == "mem" and level == "limit":
+        if self.name == "cpu":
+            # CPU is compressible: a spike above the guaranteed share borrows idle cores (the point
+            # of two levels). Flooring the request at the last interval's usage made it chase every
+            # spike (230 changes an hour on a noisy steady load), so only the cap has this floor.
+            return usage_floor(self.used) if level == "limit" else 0.0
+        if level == "limit":
             return mem_cap_floor(self.used, self.headroom)
-        return usage_floor(self.used)
+        return usage_floor(self.used)            # resident memory stays protected (memory.low)
 
     def describe(self, level: str, why: tuple[str, float]) -> str:
         """Words for the step that settled a value (formatted only when a reason is given)."""

@@ -109,11 +109,12 @@ def test_non_finite_forecast_keeps_what_is_in_force_without_inflating_it():
 
 # usage floor -------------------------------------------------------------------------------
 
-def test_cpu_cap_and_request_never_below_usage():
+def test_cpu_cap_never_below_usage_but_the_request_may_be():
     p = first(pred(cpu=(0.2, 0.4)), usage=(1.3, 100 * MIB))
     assert p.limits.cpu_limit == pytest.approx(1.3)
-    assert p.limits.cpu_request == pytest.approx(1.3)
     assert "cpu_limit set: usage 1.30 floor" in p.reasons
+    # CPU is compressible: the spike above the guaranteed share borrows idle cores
+    assert p.limits.cpu_request == pytest.approx(0.23)
 
 
 def test_memory_cap_keeps_headroom_above_usage_and_request_covers_usage():
