@@ -7,8 +7,9 @@ Each 300 s trace step lasts S seconds of wall time. CPU is burnt by worker
 processes in duty-cycled busy loops (~10 ms slices), so the demand of each
 worker is `target / workers` of a core; a throttled or starved burner simply
 gets less CPU than it asked for (the cgroup shows the throttling). Memory is
-held in touched 4 MiB chunks, grown and shrunk as the trace says; a cap below
-the demand ends in a real OOM kill.
+held in touched 4 MiB chunks by a holder process, grown and shrunk as the
+trace says; a cap below the demand ends in a real OOM kill of the holder,
+which the burner restarts at the next step, as a supervisor would.
 
 The burner writes its own ground truth, one row per step (`t,step,cpu_cores,
 mem_bytes,baseline_bytes`), so the report compares demand, not the usage a
@@ -142,23 +143,59 @@ def resident_bytes(pid: int | str = "self", private_only: bool = False) -> int:
         return 0
 
 
+def _hold(target_value, parent: int) -> None:
+    """Memory holder process: follows the target; it is what an OOM kill hits (the largest process)."""
+    _die_with_parent()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    holder = MemoryHolder()
+    while os.getppid() == parent:
+        holder.set_target(int(target_value.value))
+        time.sleep(0.02)
+
+
 class Burner:
+    """CPU workers and one memory holder, driven step by step from the plan.
+
+    The holder lives in its own process so that an OOM kill takes it, not the
+    burner: like a supervised service, the burner starts a new holder at the
+    next step and the session goes on (the cgroup counts the kill).
+    """
+
     def __init__(self, plan: DemandPlan, step_seconds: float, demand_csv: Path | None) -> None:
         self.plan = plan
         self.step_seconds = step_seconds
         self.demand_csv = demand_csv
         self.workers_n = worker_count(float(plan.cpu_cores.max(initial=0.0)))
-        ctx = mp.get_context("fork")
-        self.duties = [ctx.RawValue("d", 0.0) for _ in range(self.workers_n)]
-        self.procs = [ctx.Process(target=_burn, args=(d, os.getpid()), daemon=True) for d in self.duties]
-        self.memory = MemoryHolder()
+        self.ctx = mp.get_context("fork")
+        self.duties = [self.ctx.RawValue("d", 0.0) for _ in range(self.workers_n)]
+        self.mem_target = self.ctx.RawValue("q", 0)
+        self.procs = [self.ctx.Process(target=_burn, args=(d, os.getpid()), daemon=True) for d in self.duties]
+        self.holder = self._new_holder()
+        self.holder_restarts = 0
         self.stopping = False
 
+    def _new_holder(self):
+        return self.ctx.Process(target=_hold, args=(self.mem_target, os.getpid()), daemon=True)
+
+    def _check_holder(self) -> None:
+        if self.holder.exitcode is None:
+            return
+        print(f"burner: memory holder died (exit {self.holder.exitcode}), restarting it", file=sys.stderr)
+        self.holder_restarts += 1
+        self.holder = self._new_holder()
+        self.holder.start()
+
+    def baseline_bytes(self) -> int:
+        # forked children share the parent's pages: only their private pages add to the baseline
+        children = self.procs + [self.holder]
+        return resident_bytes() + sum(resident_bytes(p.pid, private_only=True) for p in children)
+
     def run(self) -> None:
-        for p in self.procs:
+        for p in self.procs + [self.holder]:
             p.start()
-        # forked workers share the parent's pages: only their private pages add to the baseline
-        baseline = resident_bytes() + sum(resident_bytes(p.pid, private_only=True) for p in self.procs)
+        time.sleep(0.05)  # let the children settle before measuring what they hold
+        baseline = self.baseline_bytes()
         out = open(self.demand_csv, "w", buffering=1) if self.demand_csv else None
         try:
             if out:
@@ -170,19 +207,22 @@ class Burner:
                 cpu, mem = float(self.plan.cpu_cores[k]), int(self.plan.mem_bytes[k])
                 for d in self.duties:
                     d.value = worker_duty(cpu, self.workers_n)
-                if out:  # demand is what we ask for, written before the (possibly OOM-killing) allocation
-                    out.write(f"{time.time():.3f},{k},{cpu:.6f},{baseline + chunks_for(mem) * CHUNK_BYTES},{baseline}\n")
-                self.memory.set_target(mem)
+                self._check_holder()
+                self.mem_target.value = chunks_for(mem) * CHUNK_BYTES
+                if out:
+                    out.write(f"{time.time():.3f},{k},{cpu:.6f},{baseline + self.mem_target.value},{baseline}\n")
                 delay = t0 + (k + 1) * self.step_seconds - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
         finally:
             for d in self.duties:
                 d.value = 0.0
-            for p in self.procs:
-                p.terminate()
-            for p in self.procs:
-                p.join(timeout=1.0)
+            for p in self.procs + [self.holder]:
+                if p.pid is not None and p.exitcode is None:
+                    p.terminate()
+            for p in self.procs + [self.holder]:
+                if p.pid is not None:
+                    p.join(timeout=1.0)
             if out:
                 out.close()
 
