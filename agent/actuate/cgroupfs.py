@@ -2,15 +2,13 @@
 
 One open/write/close per value (a cgroup file takes one value per write), no
 subprocess. Errors keep their errno so callers can tell a refused memory
-shrink (EBUSY) from a cgroup that vanished (its directory is gone).
+shrink (EBUSY) from a cgroup that vanished (ENOENT with its directory gone).
 """
 
 from __future__ import annotations
 
 import errno
 import os
-
-from agent.collect.errors import CgroupVanished
 
 # The kernel stores memory limits in pages and rounds a written byte count down.
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -41,12 +39,6 @@ def read_int(path: str) -> int:
 
 def parse_pids(text: str) -> list[int]:
     return [int(line) for line in text.split() if line.strip().isdigit()]
-
-
-def vanished_if_gone(err: OSError, cgroup_dir: str, cgroup: str) -> None:
-    """Raise CgroupVanished when `err` came from the cgroup itself being gone."""
-    if err.errno in (errno.ENOENT, errno.ENODEV) and not os.path.isdir(cgroup_dir):
-        raise CgroupVanished(cgroup) from err
 
 
 def describe(err: OSError, path: str) -> str:

@@ -1,20 +1,21 @@
-"""Dry-run backend: cgroups, limits and members kept in memory; the file system is never touched.
+"""Dry-run backend: cgroups, limits and members kept in memory; no cgroup file is touched.
 
 Used by `make demo` when cgroups cannot be written (not root) and by
 `pspe-agent run --dry-run`. It behaves like a kernel where it matters to the
 callers: limits are page-aligned, a memory shrink below the usage set with
 `set_usage()` is refused, and a cgroup with members cannot be removed.
-Every apply is recorded in `applies` for tests and reports.
+Every apply is recorded in `applies` for tests and reports. The only file it
+reads is /proc/<pid>/stat, to drop exited (zombie) members as the kernel does.
 """
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from dataclasses import dataclass, field, replace
 
 from agent.actuate.base import ActuateError, ApplyResult, clean_cgroup, validate_device
 from agent.actuate.mapping import from_raw, host_capacity, to_raw
+from agent.actuate.terminate import pid_alive
 from agent.collect.errors import CgroupVanished
 from agent.limits import Limits
 
@@ -25,16 +26,6 @@ class _FakeCgroup:
     pids: set[int] = field(default_factory=set)
     usage: int = 0
     io: dict[str, dict[str, int]] = field(default_factory=dict)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class DryRunActuator:
@@ -72,7 +63,7 @@ class DryRunActuator:
         if cg is None:
             return []
         if self.check_alive:
-            cg.pids = {p for p in cg.pids if _pid_alive(p)}
+            cg.pids = {p for p in cg.pids if pid_alive(p)}
         return sorted(cg.pids)
 
     def procs_files(self, cgroup: str) -> list[str]:
