@@ -111,6 +111,23 @@ class RingBuffer:
             return self._data[start:end].copy()
         return np.concatenate((self._data[start:], self._data[:end]))
 
+    def copy_last_into(self, out: np.ndarray) -> int:
+        """Write the newest min(len(out), len(self)) values, oldest first, into the END of `out`
+        (a row of a batch array) without allocating; returns how many were written."""
+        size = out.shape[0]
+        n = min(size, self._count)
+        if n == 0:
+            return 0
+        end = self._next
+        start = end - n
+        if start >= 0:
+            out[size - n:] = self._data[start:end]
+        else:  # wrapped: the end of the array, then its beginning
+            out[size - n:size - end] = self._data[start:]
+            if end:
+                out[size - end:] = self._data[:end]
+        return n
+
     def latest(self) -> float:
         if self._count == 0:
             return math.nan
