@@ -1,0 +1,173 @@
+"""Train the quantile forecaster on one trace directory, select on another, export and record it.
+
+`fit(FitConfig(...))` is the one command behind `pspe-train fit`: windows
+(agent/features.py), a seeded Lightning run with early stopping on the
+validation pinball loss, the best weights exported to ONNX (checked against
+PyTorch), provenance JSON beside it (data, commit, metrics), and an MLflow run
+when a tracking URI is set.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from agent.features import FeatureSpec
+from training.data import load_bitbrains_dir
+from training.windows import WindowSet, build_windows
+
+log = logging.getLogger("pspe.fit")
+
+DEFAULT_OUT = Path(__file__).resolve().parent.parent / "agent" / "models" / "forecaster.onnx"
+CITATIONS = ("Bitbrains GWA-T-12 Rnd: Shen, van Beek, Iosup, 'Statistical characterization of "
+             "business-critical workloads hosted in cloud datacenters', CCGrid 2015 (research use with attribution)")
+
+
+@dataclass
+class FitConfig:
+    train_dir: str
+    val_dir: str
+    out: str = str(DEFAULT_OUT)
+    cell: str = "gru"
+    hidden: int = 48
+    seed: int = 7
+    max_epochs: int = 12
+    max_minutes: float = 12.0
+    patience: int = 2
+    batch_size: int = 512
+    lr: float = 2e-3
+    train_stride: int = 3
+    train_per_series: int = 400
+    val_stride: int = 12
+    val_per_series: int = 60
+    limit: int | None = None             # series per directory (None: all)
+    threads: int = 2
+    fast_dev_run: bool = False
+    tracking_uri: str = ""
+    spec: dict = field(default_factory=dict)   # FeatureSpec overrides
+
+
+def load_windows(directory: str, spec: FeatureSpec, stride: int, per_series: int, limit: int | None,
+                 seed: int) -> tuple[WindowSet, int]:
+    series = list(load_bitbrains_dir(directory, limit=limit))
+    return build_windows(spec, series, stride=stride, max_per_series=per_series, seed=seed), len(series)
+
+
+class _KeepBest:
+    """A callback keeping the weights of the epoch with the lowest val_loss (in memory)."""
+
+    def __new__(cls, *a, **k):
+        import lightning.pytorch as pl
+
+        class KeepBest(pl.Callback):
+            def __init__(self) -> None:
+                self.best, self.state, self.epoch = float("inf"), None, -1
+
+            def on_validation_epoch_end(self, trainer, module) -> None:
+                if trainer.sanity_checking:
+                    return
+                v = trainer.callback_metrics.get("val_loss")
+                if v is not None and float(v) < self.best:
+                    self.best, self.epoch = float(v), trainer.current_epoch
+                    self.state = copy.deepcopy(module.net.state_dict())
+
+        return KeepBest()
+
+
+def git_commit(root: Path | None = None) -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root or Path(__file__).parent,
+                              capture_output=True, text=True, timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def train_net(cfg: FitConfig, spec: FeatureSpec, train: WindowSet, val: WindowSet):
+    """A trained QuantileRNN (best validation epoch) and what the run measured."""
+    import lightning.pytorch as pl
+    import torch
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    from training.datamodule import WindowDataModule
+    from training.lightning_module import QuantileForecasterModule
+    from training.nets import build_net
+
+    torch.set_num_threads(cfg.threads)
+    pl.seed_everything(cfg.seed, workers=True)
+    net = build_net(spec, cell=cfg.cell, hidden=cfg.hidden)
+    module = QuantileForecasterModule(net, spec.quantiles, lr=cfg.lr)
+    data = WindowDataModule(train, val, batch_size=cfg.batch_size, seed=cfg.seed)
+    keep = _KeepBest()
+    logger = False
+    if cfg.tracking_uri:
+        from lightning.pytorch.loggers import MLFlowLogger
+        logger = MLFlowLogger(experiment_name="pspe-forecaster", tracking_uri=cfg.tracking_uri)
+    trainer = pl.Trainer(max_epochs=cfg.max_epochs, max_time={"minutes": cfg.max_minutes}, accelerator="cpu",
+                         devices=1, deterministic=True, logger=logger, enable_checkpointing=False,
+                         callbacks=[EarlyStopping("val_loss", patience=cfg.patience), keep],
+                         fast_dev_run=cfg.fast_dev_run, enable_model_summary=False, num_sanity_val_steps=0)
+    t0 = time.monotonic()
+    trainer.fit(module, datamodule=data)
+    if keep.state is not None:
+        net.load_state_dict(keep.state)
+    return net.eval(), {"best_val_loss": keep.best, "best_epoch": keep.epoch,
+                        "epochs_run": trainer.current_epoch + (0 if cfg.fast_dev_run else 0),
+                        "train_seconds": round(time.monotonic() - t0, 1)}
+
+
+def validation_metrics(net, spec: FeatureSpec, val: WindowSet) -> dict:
+    """Pinball loss and coverage per quantile on the validation windows (scaled units)."""
+    import torch
+
+    from training.nets import pinball_loss
+
+    with torch.no_grad():
+        x, y = torch.from_numpy(val.x), torch.from_numpy(val.y)
+        q = torch.cat([net(x[i:i + 4096]) for i in range(0, len(val), 4096)])
+        loss = float(pinball_loss(q, y, spec.quantiles))
+        cov = (y.unsqueeze(2) <= q).float().mean(dim=(0, 1, 3)).tolist()
+    return {"val_pinball": loss, **{f"val_coverage_q{q:g}": c for q, c in zip(spec.quantiles, cov)}}
+
+
+def fit(cfg: FitConfig) -> dict:
+    """Train, export, record; returns the provenance dict (also written beside the ONNX file)."""
+    from training.export import export
+
+    spec = FeatureSpec(**cfg.spec)
+    t0 = time.monotonic()
+    train, n_train = load_windows(cfg.train_dir, spec, cfg.train_stride, cfg.train_per_series, cfg.limit, cfg.seed)
+    val, n_val = load_windows(cfg.val_dir, spec, cfg.val_stride, cfg.val_per_series, cfg.limit, cfg.seed + 1)
+    log.info("windows: %d train from %d series, %d validation from %d series (%.0fs)",
+             len(train), n_train, len(val), n_val, time.monotonic() - t0)
+    net, run = train_net(cfg, spec, train, val)
+    metrics = validation_metrics(net, spec, val)
+    check = val.x[: min(len(val), 512)]
+    commit = git_commit()
+    out = Path(cfg.out)
+    err = export(net, spec, out, check, extra_metadata={"pspe_commit": commit, "pspe_cell": cfg.cell})
+    provenance = {
+        "model": out.name, "cell": cfg.cell, "hidden": cfg.hidden,
+        "parameters": int(sum(p.numel() for p in net.parameters())),
+        "data": {"train": cfg.train_dir, "train_series": n_train, "train_windows": len(train),
+                 "validation": cfg.val_dir, "validation_series": n_val, "validation_windows": len(val),
+                 "citation": CITATIONS},
+        "commit": commit, "seed": cfg.seed, "metrics": {**metrics, **run, "onnx_max_abs_diff": err},
+        "feature_spec": spec.to_dict(), "config": {k: v for k, v in asdict(cfg).items() if k != "tracking_uri"},
+        "retrain": "pspe-train fit --train <2013-7 dir> --val <2013-8 dir>",
+    }
+    prov_path = out.with_suffix(".json")
+    prov_path.write_text(json.dumps(provenance, indent=2) + "\n")
+    if cfg.tracking_uri:
+        from training.registry import log_forecaster
+        flat = {k: v for k, v in {**metrics, **run}.items() if isinstance(v, (int, float)) and np.isfinite(v)}
+        provenance["registry_version"] = log_forecaster(cfg.tracking_uri, {"cell": cfg.cell, "hidden": cfg.hidden,
+                                                                           "seed": cfg.seed}, flat,
+                                                        [out, prov_path])
+    return provenance
