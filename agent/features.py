@@ -1,0 +1,319 @@
+"""THE feature spec: what a forecasting model reads and what it returns (pure).
+
+Training builds its windows with `build_window` / `build_batch` from trace
+arrays; the agent builds its inference inputs with the same functions from its
+step buffers (agent/downsample.py). The spec travels with every model as JSON
+(`to_dict`), and an agent refuses a model whose spec it does not support
+(`check_supported`).
+
+Layout of one window `x` [window, n_features], oldest step first, the last row
+is the newest completed step; columns in this order (see `feature_names`):
+
+1. `metrics`, then `app_metrics`, each divided by its scale. Scaling
+   "window_max": scale = max(max of that metric over the window, its floor), so
+   every value lies in [0, 1] and VMs of every size share one model. The floor
+   keeps an idle metric's noise from being blown up to full scale.
+2. `time_features`: "tod_sin"/"tod_cos" of the UTC time of day of each step's
+   start.
+3. "missing": the share of the metric values of that step that were missing
+   (NaN, or no step at all: a gap, or before the session's first step). Missing
+   values themselves are 0 after scaling, so the model sees "0, and I don't
+   know" rather than "0".
+
+The model outputs `q` [B, H, Q, T]: for each horizon (steps ahead), quantile
+level and target, in scaled units; `unscale` multiplies by the targets' scales
+(returned beside `x`) to get cores and bytes back.
+
+Times are step start times on the grid (t = k * step_seconds). A window ends at
+the step of the last time given; each value goes to the row of its step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from agent.state import SAMPLE_METRICS
+
+SUPPORTED_VERSIONS = frozenset({1})
+SCALINGS = frozenset({"window_max"})
+TIME_FEATURES = ("tod_sin", "tod_cos")
+MISSING_FEATURE = "missing"
+DAY_SECONDS = 86400.0
+
+# Input names that are sums of sample metrics. A sum is missing only when all
+# its parts are; a session without a network namespace has no net_* at all.
+DERIVED_METRICS: dict[str, tuple[str, ...]] = {
+    "disk_bps": ("disk_read_bps", "disk_write_bps"),
+    "net_bps": ("net_rx_bps", "net_tx_bps"),
+}
+KNOWN_METRICS = frozenset(SAMPLE_METRICS) | frozenset(DERIVED_METRICS)
+
+KIB, MIB = 1024.0, 1024.0**2
+# Scale floors in natural units (cores, bytes, bytes/s, ops/s, shares).
+DEFAULT_SCALE_FLOORS: dict[str, float] = {
+    "cpu_cores": 0.05, "cpu_throttled": 1.0,
+    "mem_bytes": 64 * MIB, "mem_peak_bytes": 64 * MIB,
+    "disk_bps": 64 * KIB, "disk_read_bps": 64 * KIB, "disk_write_bps": 64 * KIB,
+    "disk_read_iops": 10.0, "disk_write_iops": 10.0,
+    "net_bps": 16 * KIB, "net_rx_bps": 16 * KIB, "net_tx_bps": 16 * KIB,
+    "psi_cpu": 1.0, "psi_mem": 1.0, "psi_io": 1.0,
+}
+APP_METRIC_FLOOR = 1e-6   # app metrics have no known unit: effectively the plain window max
+
+
+class SpecError(ValueError):
+    """A spec that is malformed (wrong types, inconsistent fields)."""
+
+
+class UnsupportedSpec(SpecError):
+    """A well-formed spec this agent cannot serve (version, scaling, metric names...)."""
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    version: int = 1
+    window: int = 48                      # steps of history per window
+    step_seconds: float = 300.0           # one step (Bitbrains traces: 5 min)
+    metrics: tuple[str, ...] = ("cpu_cores", "mem_bytes", "disk_bps", "net_bps")
+    targets: tuple[str, ...] = ("cpu_cores", "mem_bytes")
+    quantiles: tuple[float, ...] = (0.5, 0.9, 0.99)
+    horizons: tuple[int, ...] = tuple(range(1, 13))   # steps ahead
+    scaling: str = "window_max"
+    time_features: tuple[str, ...] = TIME_FEATURES
+    app_metrics: tuple[str, ...] = ()
+    # Fewest completed steps a window may hold (older rows left missing); the
+    # model must have been trained on such short windows to set it below window.
+    min_steps: int = 0                    # 0: = window
+    # Floor per input (metrics then app_metrics); () takes DEFAULT_SCALE_FLOORS.
+    scale_floors: tuple[float, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen)
+        try:
+            set_("version", int(self.version))
+            set_("window", int(self.window))
+            set_("step_seconds", float(self.step_seconds))
+            for name in ("metrics", "targets", "time_features", "app_metrics"):
+                set_(name, tuple(str(v) for v in _as_seq(getattr(self, name), name)))
+            set_("quantiles", tuple(float(q) for q in _as_seq(self.quantiles, "quantiles")))
+            set_("horizons", tuple(int(h) for h in _as_seq(self.horizons, "horizons")))
+            set_("min_steps", int(self.min_steps) or self.window)
+            floors = self.scale_floors
+            if not floors:
+                floors = [DEFAULT_SCALE_FLOORS.get(m, APP_METRIC_FLOOR) for m in self.inputs]
+            set_("scale_floors", tuple(float(f) for f in _as_seq(floors, "scale_floors")))
+        except (TypeError, ValueError) as e:
+            raise SpecError(f"feature spec: {e}") from None
+        _check_structure(self)
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The scaled value columns: metrics then app metrics."""
+        return self.metrics + self.app_metrics
+
+    @property
+    def n_features(self) -> int:
+        return len(self.inputs) + len(self.time_features) + 1
+
+    @property
+    def target_index(self) -> tuple[int, ...]:
+        return tuple(self.metrics.index(t) for t in self.targets)
+
+    @property
+    def output_shape(self) -> tuple[int, int, int]:
+        """[H, Q, T] of one session's output."""
+        return (len(self.horizons), len(self.quantiles), len(self.targets))
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            d[f.name] = list(v) if isinstance(v, tuple) else v
+        d["scale_floors"] = dict(zip(self.inputs, self.scale_floors))
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "FeatureSpec":
+        if not isinstance(d, Mapping):
+            raise SpecError(f"feature spec must be a JSON object, got {type(d).__name__}")
+        version = d.get("version")
+        if version not in SUPPORTED_VERSIONS:
+            raise UnsupportedSpec(f"feature spec version {version!r} is not supported "
+                                  f"(this agent understands {sorted(SUPPORTED_VERSIONS)})")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise UnsupportedSpec(f"feature spec has fields this agent does not know: {unknown}")
+        kw = dict(d)
+        floors = kw.get("scale_floors")
+        if isinstance(floors, Mapping):
+            inputs = tuple(kw.get("metrics", cls.metrics)) + tuple(kw.get("app_metrics", ()))
+            missing = [m for m in inputs if m not in floors]
+            if missing:
+                raise SpecError(f"feature spec: scale_floors lacks {missing}")
+            kw["scale_floors"] = tuple(floors[m] for m in inputs)
+        return cls(**kw)
+
+
+def _as_seq(v: Any, name: str) -> Sequence:
+    if isinstance(v, (str, bytes)) or not isinstance(v, Iterable):
+        raise TypeError(f"{name} must be a list, got {v!r}")
+    return list(v)
+
+
+def _check_structure(s: FeatureSpec) -> None:
+    problems = []
+    if s.window < 1:
+        problems.append("window must be >= 1")
+    if not (s.step_seconds > 0 and math.isfinite(s.step_seconds)):
+        problems.append("step_seconds must be > 0")
+    if not s.metrics:
+        problems.append("metrics must not be empty")
+    if len(set(s.inputs)) != len(s.inputs):
+        problems.append("metrics and app_metrics must be distinct")
+    if not s.targets or any(t not in s.metrics for t in s.targets):
+        problems.append(f"targets {list(s.targets)} must be a non-empty subset of metrics")
+    qs = s.quantiles
+    if not qs or any(not 0 < q < 1 for q in qs) or list(qs) != sorted(set(qs)):
+        problems.append(f"quantiles {list(qs)} must be increasing, in (0, 1)")
+    hs = s.horizons
+    if not hs or hs[0] < 1 or list(hs) != sorted(set(hs)):
+        problems.append(f"horizons {list(hs)} must be increasing, >= 1")
+    if not 1 <= s.min_steps <= s.window:
+        problems.append("min_steps must be in [1, window]")
+    if len(s.scale_floors) != len(s.inputs) or any(not (f > 0 and math.isfinite(f)) for f in s.scale_floors):
+        problems.append("scale_floors needs one positive floor per metric and app metric")
+    if problems:
+        raise SpecError("feature spec: " + "; ".join(problems))
+
+
+def check_supported(spec: FeatureSpec) -> FeatureSpec:
+    """Raise UnsupportedSpec unless this agent can build exactly the inputs `spec` asks for."""
+    if spec.version not in SUPPORTED_VERSIONS:
+        raise UnsupportedSpec(f"feature spec version {spec.version} is not supported "
+                              f"(this agent understands {sorted(SUPPORTED_VERSIONS)})")
+    if spec.scaling not in SCALINGS:
+        raise UnsupportedSpec(f"scaling {spec.scaling!r} is not supported (known: {sorted(SCALINGS)})")
+    unknown = [m for m in spec.metrics if m not in KNOWN_METRICS]
+    if unknown:
+        raise UnsupportedSpec(f"metrics {unknown} are not measured by this agent "
+                              f"(known: {sorted(KNOWN_METRICS)})")
+    bad_time = [t for t in spec.time_features if t not in TIME_FEATURES]
+    if bad_time:
+        raise UnsupportedSpec(f"time features {bad_time} are not supported (known: {list(TIME_FEATURES)})")
+    return spec
+
+
+def feature_names(spec: FeatureSpec) -> tuple[str, ...]:
+    return spec.inputs + spec.time_features + (MISSING_FEATURE,)
+
+
+def derive_series(series: Mapping[str, np.ndarray], names: Iterable[str]) -> dict[str, np.ndarray]:
+    """The arrays for `names`, summing the parts of derived metrics (NaN only where all parts are)."""
+    out: dict[str, np.ndarray] = {}
+    for name in names:
+        if name in series:
+            out[name] = np.asarray(series[name], dtype=np.float64)
+        elif name in DERIVED_METRICS:
+            parts = DERIVED_METRICS[name]
+            if not all(p in series for p in parts):
+                raise ValueError(f"series lacks {name!r} and its parts {list(parts)}")
+            stack = np.vstack([np.asarray(series[p], dtype=np.float64) for p in parts])
+            total = np.nansum(stack, axis=0)
+            total[np.isnan(stack).all(axis=0)] = np.nan
+            out[name] = total
+    return out
+
+
+def build_window(spec: FeatureSpec, series: Mapping[str, np.ndarray], times: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """One model input window (float32 [window, n_features]) and its targets' scales (float32 [T]).
+
+    `times` are increasing step start times; `series[name]` holds one value per
+    time for every metric (derived ones may be given by their parts); app
+    metrics that are absent count as missing. Exactly `build_batch` of one item.
+    """
+    x, scale = build_batch(spec, [(series, times)])
+    return x[0], scale[0]
+
+
+def build_batch(spec: FeatureSpec, items: Sequence[tuple[Mapping[str, np.ndarray], np.ndarray]]
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Windows for many series: x float32 [B, window, n_features], scale float32 [B, T].
+
+    Per item only the tails are copied; everything else is vectorised over the batch.
+    """
+    B, W, M, step = len(items), spec.window, len(spec.inputs), spec.step_seconds
+    tail_t = np.full((B, W), np.nan)
+    tail_v = np.full((B, M, W), np.nan)      # metric-major: reductions run along contiguous time
+    for b, (series, times) in enumerate(items):
+        t = np.asarray(times, dtype=np.float64)
+        if t.ndim != 1 or t.size == 0:
+            raise ValueError(f"item {b}: times must be a non-empty 1-d array")
+        n = min(W, t.size)
+        tail_t[b, W - n:] = t[-n:]
+        dst = tail_v[b]
+        for j, name in enumerate(spec.inputs):
+            col = _column(series, name, t.size, required=j < len(spec.metrics))
+            if col is not None:
+                dst[j, W - n:] = col[-n:]
+    # row of each tail entry: W-1 for the newest step, one less per step back
+    end = tail_t[:, -1:]
+    rows = (W - 1) - np.rint((end - tail_t) / step)
+    known = ~np.isnan(tail_t)
+    if known.all() and (rows == np.arange(W)).all():
+        values = tail_v                      # the usual case: every window full and gap-free
+    else:
+        both = known[:, 1:] & known[:, :-1]
+        unordered = (both & ~(np.diff(rows, axis=1) > 0)).any(axis=1)
+        if unordered.any():
+            raise ValueError(f"item {int(np.flatnonzero(unordered)[0])}: times must increase by at least "
+                             "one step (bucket to the step grid first)")
+        bi, pi = np.nonzero(known & (rows >= 0))
+        values = np.full((B, M, W), np.nan)
+        values[bi, :, rows[bi, pi].astype(np.int64)] = tail_v[bi, :, pi]
+
+    nan = np.isnan(values)
+    filled = np.where(nan, 0.0, values)
+    # window max with a floor; filling NaN with 0 changes nothing, the floors being > 0
+    scale = np.maximum(filled.max(axis=2), np.asarray(spec.scale_floors))   # [B, M]
+    x = np.empty((B, W, spec.n_features), dtype=np.float32)
+    x[:, :, :M] = (filled / scale[:, :, None]).transpose(0, 2, 1)
+    x[:, :, -1] = np.count_nonzero(nan, axis=1) / M if M else 1.0
+    if spec.time_features:
+        row_times = end - (W - 1 - np.arange(W))[None, :] * step           # [B, W]
+        x[:, :, M:M + len(spec.time_features)] = time_features(spec.time_features, row_times)
+    return x, scale[:, list(spec.target_index)].astype(np.float32)
+
+
+def _column(series: Mapping[str, np.ndarray], name: str, size: int, required: bool) -> np.ndarray | None:
+    col = series.get(name)
+    if col is None and name in DERIVED_METRICS and all(p in series for p in DERIVED_METRICS[name]):
+        col = derive_series(series, [name])[name]
+    if col is None:
+        if required:
+            raise ValueError(f"series lacks metric {name!r}")
+        return None  # an app metric not reported: missing
+    col = np.asarray(col, dtype=np.float64)
+    if col.shape != (size,):
+        raise ValueError(f"series {name!r} has shape {col.shape} for {size} times")
+    return col
+
+
+def time_features(names: Sequence[str], times: np.ndarray) -> np.ndarray:
+    """UTC time-of-day features, stacked on a new last axis."""
+    angle = 2.0 * np.pi * (np.mod(times, DAY_SECONDS) / DAY_SECONDS)
+    cols = {"tod_sin": np.sin, "tod_cos": np.cos}
+    return np.stack([cols[n](angle) for n in names], axis=-1)
+
+
+def unscale(spec: FeatureSpec, y: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Model output [B, H, Q, T] in scaled units -> natural units (cores, bytes)."""
+    y = np.asarray(y)
+    if y.ndim != 4 or y.shape[1:] != spec.output_shape:
+        raise ValueError(f"output shape {y.shape} does not match the spec's [B, {', '.join(map(str, spec.output_shape))}]")
+    return y * np.asarray(scale)[:, None, None, :]
