@@ -1,0 +1,151 @@
+"""Host-capacity arbitration across the sessions of one host (pure, deterministic).
+
+Runs after `policy.decide` for every session, before anything is applied. The rules:
+
+- Requests are promises. The cpu_request of all sessions must fit in host_cpu minus
+  host_cpu_reserve, the mem_request in host_mem minus host_mem_reserve. When they do
+  not, every request gives up the same fraction of its part above its floor (its
+  current usage, and never under its bound minimum). If even the floors do not fit,
+  all sit at their floors and the reason says so: the host is over capacity.
+- CPU caps are burstable quota and may overcommit the host in sum (bursts borrow idle
+  cores; contention is settled by the requests' weights). A single cap is at most the
+  host's CPU minus the reserve, since a larger quota means nothing, but never under usage.
+- Memory caps are hard and memory is incompressible. Each cap is at most host memory
+  minus the reserve. When the caps together exceed that, each gives up the same fraction
+  of its part above usage + mem_headroom_bytes / 4: a session that then outgrows its cap
+  is OOM-killed inside its own cgroup instead of the host OOM killer choosing a victim.
+- Nothing goes under current usage or past the bounds; request <= limit throughout; the
+  CPU burst follows the cap. Where a trim lands a little above the value in force, the
+  value in force stays (hysteresis), so a crowded host does not change limits every tick. Sessions are visited in sorted id order, so the result does
+  not depend on dict order.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Callable
+
+from agent.config import PolicySection
+from agent.limits import Limits
+from agent.policy import Proposal, limits_differ
+from agent.policy_steps import cpu_burst_for, finite, round_cpu_down, round_mem_down, within_hysteresis
+from agent.units import format_size
+
+
+_OVER = ", host over capacity even at usage"
+
+
+def shrink_to_fit(values: list[float], floors: list[float], capacity: float) -> tuple[list[float], float]:
+    """Lower each value by the same fraction of its part above its floor until the sum fits.
+
+    Returns the new values and the fraction taken (0: it already fit; 1: all at their floors,
+    which may still not fit). A value under its floor is left alone.
+    """
+    total = math.fsum(values)
+    if total <= capacity:
+        return list(values), 0.0
+    room = [max(0.0, v - f) for v, f in zip(values, floors)]
+    reducible = math.fsum(room)
+    if reducible <= 0:
+        return list(values), 1.0
+    share = min(1.0, (total - capacity) / reducible)
+    return [v - r * share for v, r in zip(values, room)], share
+
+
+def cap_each(values: list[float], floors: list[float], ceiling: float) -> list[float]:
+    """Each value at most `ceiling`, but never under its own floor (nor raised to it)."""
+    return [v if v <= ceiling else max(ceiling, min(v, f)) for v, f in zip(values, floors)]
+
+
+def _lowered(before: list[float], after: list[float], floors: list[float],
+             round_down: Callable[[float], float]) -> list[float]:
+    """Values a step lowered, rounded down to a settable step but not under their floor;
+    untouched values stay exactly as they were."""
+    return [a if b >= a else max(float(round_down(b)), min(a, f))
+            for a, b, f in zip(before, after, floors)]
+
+
+def _used(usage: tuple[float, float] | None) -> tuple[float, float]:
+    if usage is None:
+        return 0.0, 0.0
+    cpu, mem = usage
+    return (cpu if finite(cpu) and cpu > 0 else 0.0), (mem if finite(mem) and mem > 0 else 0.0)
+
+
+def arbitrate(proposals: dict[str, Proposal], usage: dict[str, tuple[float, int]], host_cpu: float,
+              host_mem: int, cfg: PolicySection) -> dict[str, Proposal]:
+    """Proposals that together fit the host (see the module doc). A host size <= 0 (unknown)
+    leaves the proposals as they are."""
+    if not proposals or not finite(host_cpu) or not finite(host_mem) or host_cpu <= 0 or host_mem <= 0:
+        return dict(proposals)
+    ids = sorted(proposals)
+    props = [proposals[i] for i in ids]
+    used = [_used(usage.get(i)) for i in ids]
+    cpu_room = max(0.0, host_cpu - cfg.host_cpu_reserve)
+    mem_room = max(0.0, float(host_mem - cfg.host_mem_reserve))
+    cpu_min = [p.bounds.cpu_min if p.bounds else cfg.cpu_min for p in props]
+    mem_min = [p.bounds.mem_min if p.bounds else cfg.mem_min for p in props]
+    notes: list[list[str]] = [[] for _ in ids]
+
+    def note(changed_from: list[float], to: list[float], text: str) -> None:
+        for k, (a, b) in enumerate(zip(changed_from, to)):
+            if b < a - 1e-9:
+                notes[k].append(text)
+
+    cpu_floor = [max(u[0], m) for u, m in zip(used, cpu_min)]
+    mem_floor = [max(u[1], m) for u, m in zip(used, mem_min)]
+    mem_cap_floor = [max(u[1] + cfg.mem_headroom_bytes / 4, m) for u, m in zip(used, mem_min)]
+
+    # CPU caps: each at most the host; then requests under their caps and fitting in sum.
+    cpu_lim0 = [p.limits.cpu_limit for p in props]
+    cpu_lim = _lowered(cpu_lim0, cap_each(cpu_lim0, cpu_floor, cpu_room), cpu_floor, round_cpu_down)
+    note(cpu_lim0, cpu_lim, f"cpu_limit trimmed: at most the host's {cpu_room:.2f} cores")
+    cpu_req0 = [min(p.limits.cpu_request, lim) for p, lim in zip(props, cpu_lim)]
+    fitted, share = shrink_to_fit(cpu_req0, cpu_floor, cpu_room)
+    cpu_req = _lowered(cpu_req0, fitted, cpu_floor, round_cpu_down)
+    note(cpu_req0, cpu_req, f"cpu_request trimmed: requests {math.fsum(cpu_req0):.2f} > host {cpu_room:.2f} "
+                            f"cores{_OVER if share >= 1 else ''}")
+
+    # Memory caps: each at most the host, and together within it; then requests likewise.
+    mem_lim0 = [float(p.limits.mem_limit) for p in props]
+    mem_lim1 = _lowered(mem_lim0, cap_each(mem_lim0, mem_cap_floor, mem_room), mem_cap_floor, round_mem_down)
+    note(mem_lim0, mem_lim1, f"mem_limit trimmed: at most the host's {format_size(mem_room)}")
+    fitted, share = shrink_to_fit(mem_lim1, mem_cap_floor, mem_room)
+    mem_lim = _lowered(mem_lim1, fitted, mem_cap_floor, round_mem_down)
+    note(mem_lim1, mem_lim, f"mem_limit trimmed: caps {format_size(math.fsum(mem_lim1))} > host "
+                            f"{format_size(mem_room)}{_OVER if share >= 1 else ''}")
+    mem_req0 = [min(float(p.limits.mem_request), lim) for p, lim in zip(props, mem_lim)]
+    fitted, share = shrink_to_fit(mem_req0, mem_floor, mem_room)
+    mem_req = _lowered(mem_req0, fitted, mem_floor, round_mem_down)
+    note(mem_req0, mem_req, f"mem_request trimmed: requests {format_size(math.fsum(mem_req0))} > host "
+                            f"{format_size(mem_room)}{_OVER if share >= 1 else ''}")
+
+    out: dict[str, Proposal] = {}
+    for k, (sid, p) in enumerate(zip(ids, props)):
+        prev, h = p.previous, cfg.hysteresis
+        c_lim = _steady(cpu_lim[k], cpu_lim0[k], prev and prev.cpu_limit, cpu_floor[k], h)
+        c_req = _steady(min(cpu_req[k], c_lim), cpu_req0[k], prev and prev.cpu_request, cpu_floor[k], h)
+        m_lim = _steady(mem_lim[k], mem_lim0[k], prev and prev.mem_limit, mem_cap_floor[k], h)
+        m_req = _steady(min(mem_req[k], m_lim), mem_req0[k], prev and prev.mem_request, mem_floor[k], h)
+        limits = Limits(cpu_request=min(c_req, c_lim), cpu_limit=c_lim, mem_request=int(min(m_req, m_lim)),
+                        mem_limit=int(m_lim), cpu_burst=cpu_burst_for(c_lim, cfg.burst_fraction))
+        if limits == p.limits:
+            out[sid] = p
+            continue
+        if not notes[k]:          # only request <= limit moved it
+            notes[k].append("request capped by the trimmed limit")
+        out[sid] = replace(p, limits=limits, reasons=p.reasons + tuple(notes[k]),
+                           changed=limits_differ(p.previous, limits))
+    return out
+
+
+def _steady(value: float, proposed: float, previous: float | None, floor: float, hysteresis: float) -> float:
+    """Where arbitration lowered a value, keep the one in force if it is a little lower still.
+
+    Trims move with every session's usage; without this a crowded host would change
+    limits every tick. Only a lower value is kept, so the sums still fit.
+    """
+    if previous is None or value >= proposed or not floor <= previous <= value:
+        return value
+    return previous if within_hysteresis(previous, value, hysteresis) else value
