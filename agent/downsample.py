@@ -1,0 +1,196 @@
+"""Fold fine samples (one per 1 s tick) into the model's steps (e.g. 300 s), pure.
+
+Two paths with one rule, so training and the agent see the same steps:
+`bucket_series` does it for whole arrays (training, from stored history) and
+`StepAggregator` does it incrementally per session (the agent, tick by tick).
+
+The rule: a sample is filed under the step containing its time,
+start = floor(t / step) * step. Rates (CPU cores, bytes/s, ops/s, pressure
+shares, app metrics) are averaged: a step's mean rate is what a trace that
+reports 5-minute averages (Bitbrains) holds. Memory is a level, and a limit must
+hold the step's peak, not its mean (an OOM kill happens at the peak), so
+`mem_bytes` and `mem_peak_bytes` take the max. NaN samples are ignored; a step
+with none left is missing (NaN). Steps with no sample at all (the agent was
+down, the session stalled) are stored as missing steps so that row k of a
+window is always k steps back.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from agent.features import DERIVED_METRICS, FeatureSpec, derive_series
+from agent.state import SAMPLE_METRICS, RingBuffer, Sample
+
+MAX_METRICS = frozenset({"mem_bytes", "mem_peak_bytes"})
+_SAMPLE_METRICS = frozenset(SAMPLE_METRICS)
+
+
+def step_start(t: float, step_seconds: float) -> float:
+    return math.floor(t / step_seconds) * step_seconds
+
+
+def sample_value(sample: Sample, name: str) -> float:
+    """One input value from a sample: a sample metric, a derived sum, or an app metric."""
+    if name in _SAMPLE_METRICS:
+        return sample.values.get(name, math.nan)
+    parts = DERIVED_METRICS.get(name)
+    if parts is not None:
+        vals = [sample.values.get(p, math.nan) for p in parts]
+        present = [v for v in vals if not math.isnan(v)]
+        return math.fsum(present) if present else math.nan
+    return sample.app.get(name, math.nan)
+
+
+def bucket_series(step_seconds: float, times: np.ndarray, series: Mapping[str, np.ndarray],
+                  names: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Fine samples -> one value per step that has samples (step start times, sorted).
+
+    Derived metrics are summed per sample first, as the agent does. Names absent
+    from `series` come back all missing (app metrics a session never reported).
+    Steps without any sample are left out; build_window treats them as missing.
+    """
+    times = np.asarray(times, dtype=np.float64)
+    order = np.argsort(times, kind="stable")
+    t = times[order]
+    starts = np.floor(t / step_seconds) * step_seconds
+    if t.size == 0:
+        return t, {n: np.empty(0) for n in names}
+    first = np.flatnonzero(np.r_[True, starts[1:] != starts[:-1]])
+    counts = np.diff(np.r_[first, t.size])
+    resolved = derive_series(series, [n for n in names if n in series or n in DERIVED_METRICS])
+    out: dict[str, np.ndarray] = {}
+    for name in names:
+        col = resolved.get(name)
+        if col is None:
+            out[name] = np.full(first.size, np.nan)
+            continue
+        v = col[order]
+        nan = np.isnan(v)
+        if name in MAX_METRICS:
+            agg = np.maximum.reduceat(np.where(nan, -np.inf, v), first)
+            agg[np.isinf(agg)] = np.nan
+        else:
+            # mean around the step's first valid value: exact for constant steps, as the incremental mean is
+            n_valid = np.add.reduceat((~nan).astype(np.int64), first)
+            ref = np.repeat(_first_valid(v, nan, first), counts)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                agg = ref[first] + np.add.reduceat(np.where(nan, 0.0, v - ref), first) / n_valid
+            agg[n_valid == 0] = np.nan
+        out[name] = agg
+    return starts[first], out
+
+
+def _first_valid(v: np.ndarray, nan: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """Each step's first non-NaN value (0 where it has none)."""
+    pos = np.where(nan, v.size, np.arange(v.size))
+    firsts = np.minimum.reduceat(pos, first)
+    return np.where(firsts < v.size, v[np.minimum(firsts, v.size - 1)], 0.0)
+
+
+class StepAggregator:
+    """One session's completed steps: the last `window` of them, in small ring buffers."""
+
+    __slots__ = ("step_seconds", "window", "metrics", "layout", "_is_max", "_open", "_mean", "_n",
+                 "buffers", "times", "steps_completed", "dropped_late")
+
+    def __init__(self, step_seconds: float, window: int, metrics: Sequence[str]) -> None:
+        if step_seconds <= 0 or window < 1:
+            raise ValueError("step_seconds must be > 0 and window >= 1")
+        self.step_seconds = float(step_seconds)
+        self.window = int(window)
+        self.metrics = tuple(metrics)
+        self.layout = (self.step_seconds, self.window, self.metrics)
+        self._is_max = tuple(m in MAX_METRICS for m in self.metrics)
+        self._open: float | None = None        # start of the step being filled
+        self._mean = [math.nan] * len(self.metrics)   # running mean, or max for levels
+        self._n = [0] * len(self.metrics)
+        self.buffers = {m: RingBuffer(self.window) for m in self.metrics}
+        self.times = RingBuffer(self.window)
+        self.steps_completed = 0               # steps closed (missing ones included) since creation
+        self.dropped_late = 0                  # samples older than the step being filled
+
+    @classmethod
+    def for_spec(cls, spec: FeatureSpec) -> "StepAggregator":
+        return cls(spec.step_seconds, spec.window, spec.inputs)
+
+    def matches(self, spec: FeatureSpec) -> bool:
+        return (self.step_seconds == spec.step_seconds and self.window >= spec.window
+                and all(m in self.buffers for m in spec.metrics))
+
+    @property
+    def last_step_time(self) -> float | None:
+        return self.times.latest() if len(self.times) else None
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def add(self, sample: Sample) -> bool:
+        """Fold one sample in; False (counted) when it is older than the step being filled."""
+        start = step_start(sample.t, self.step_seconds)
+        if self._open is None:
+            last = self.last_step_time
+            if last is not None and start <= last:
+                self.dropped_late += 1
+                return False
+            self._begin(start)
+        elif start != self._open:
+            if start < self._open:
+                self.dropped_late += 1
+                return False
+            self._close()
+            self._begin(start)
+        for i, name in enumerate(self.metrics):
+            v = sample_value(sample, name)
+            if math.isnan(v):
+                continue
+            n = self._n[i] + 1
+            self._n[i] = n
+            if n == 1:
+                self._mean[i] = v
+            elif self._is_max[i]:
+                self._mean[i] = max(self._mean[i], v)
+            else:  # incremental mean: exact when the values are equal
+                self._mean[i] += (v - self._mean[i]) / n
+        return True
+
+    def advance(self, now: float) -> None:
+        """Close the open step once `now` is past it, and record the steps since as missing."""
+        current = step_start(now, self.step_seconds)
+        if self._open is not None and current > self._open:
+            self._close()
+        if self._open is None and self.last_step_time is not None:
+            self._fill_missing_before(current)
+
+    def series(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The completed steps, oldest first: ({metric: values}, step start times)."""
+        return {m: b.last() for m, b in self.buffers.items()}, self.times.last()
+
+    def _begin(self, start: float) -> None:
+        self._fill_missing_before(start)
+        self._open = start
+        self._mean = [math.nan] * len(self.metrics)
+        self._n = [0] * len(self.metrics)
+
+    def _close(self) -> None:
+        self._push(self._open, self._mean)
+        self._open = None
+
+    def _fill_missing_before(self, start: float) -> None:
+        last = self.last_step_time
+        if last is None:
+            return
+        gaps = int(round((start - last) / self.step_seconds)) - 1
+        nan_row = [math.nan] * len(self.metrics)
+        for k in range(max(1, gaps - self.window + 1), gaps + 1):
+            self._push(last + k * self.step_seconds, nan_row)
+        self.steps_completed += max(0, gaps - self.window)  # skipped rows too old to keep
+
+    def _push(self, start: float, values: list[float]) -> None:
+        self.times.push(start)
+        for name, v in zip(self.metrics, values):
+            self.buffers[name].push(v)
+        self.steps_completed += 1
