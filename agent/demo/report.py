@@ -171,10 +171,19 @@ def render_markdown(report: dict) -> str:
     meta = report["meta"]
     lines = ["# PSPE demo report", ""]
     for k, v in meta.items():
-        lines.append(f"- {k}: {v}")
+        if not isinstance(v, (list, dict)):
+            lines.append(f"- {k}: {v}")
     lines += ["", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(r) + " |" for r in report_rows(report)]
-    lines += ["", __doc__.split("\n\n", 1)[1].strip(), ""]
+    scenario = meta.get("scenario") or []
+    if scenario:
+        lines += ["", "## Sessions replayed", "", "| session | trace steps | cpu scale | mem scale | static cpu | "
+                  "static mem MiB | mean cpu demand | peak cpu demand |", "|---|---|---|---|---|---|---|---|"]
+        for p in scenario:
+            lines.append(f"| {p['name']} | {p['start_step']}..{p['start_step'] + p['steps']} | {p['cpu_scale']:.3g} | "
+                         f"{p['mem_scale']:.3g} | {p['static_cpu']:.2f} | {p['static_mem'] / 2**20:.0f} | "
+                         f"{p['cpu_demand_mean']:.2f} | {p['cpu_demand_peak']:.2f} |")
+    lines += ["", "## Definitions", "", __doc__.split("\n\n", 1)[1].strip(), ""]
     return "\n".join(lines)
 
 
