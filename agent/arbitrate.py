@@ -16,8 +16,8 @@ Runs after `policy.decide` for every session, before anything is applied. The ru
   is OOM-killed inside its own cgroup instead of the host OOM killer choosing a victim.
 - Nothing goes under current usage or past the bounds; request <= limit throughout; the
   CPU burst follows the cap. Where a trim lands a little above the value in force, the
-  value in force stays (hysteresis), so a crowded host does not change limits every tick. Sessions are visited in sorted id order, so the result does
-  not depend on dict order.
+  value in force stays (hysteresis), so a crowded host does not change limits every tick.
+- Sessions are visited in sorted id order, so the result does not depend on dict order.
 """
 
 from __future__ import annotations
@@ -28,8 +28,10 @@ from typing import Callable
 
 from agent.config import PolicySection
 from agent.limits import Limits
-from agent.policy import Proposal, limits_differ
-from agent.policy_steps import cpu_burst_for, finite, round_cpu_down, round_mem_down, within_hysteresis
+from agent.policy import Proposal
+from agent.policy_steps import (
+    cpu_burst_for, finite, limits_differ, round_cpu_down, round_mem_down, within_hysteresis,
+)
 from agent.units import format_size
 
 
@@ -67,9 +69,10 @@ def _lowered(before: list[float], after: list[float], floors: list[float],
 
 
 def _used(usage: tuple[float, float] | None) -> tuple[float, float]:
-    if usage is None:
+    try:
+        cpu, mem = usage              # type: ignore[misc]
+    except (TypeError, ValueError):   # None or not a pair: unknown usage, no floor from it
         return 0.0, 0.0
-    cpu, mem = usage
     return (cpu if finite(cpu) and cpu > 0 else 0.0), (mem if finite(mem) and mem > 0 else 0.0)
 
 

@@ -15,6 +15,11 @@ Steps 6 and 7 never hold a value under the usage floor or outside the bounds. Ev
 is a float `now` passed in, so the agent loop and the replay simulator (any step size)
 run the same code.
 
+Reasons are short strings "<field> <verb>: <why>", verb one of set, up, down, hold, e.g.
+"cpu_limit up: forecast p99 1.20 + margin", "mem_limit up: usage 1.2G floor + headroom",
+"mem_limit hold: cooldown 12s left (down to 512.0M)", "mem_limit hold: shrink refused
+(EBUSY), retry in 20s". A value kept by hysteresis gives no reason (it is the quiet case).
+
 `PolicyMemo` is the per-session memory between calls. It learns which changes took effect
 by comparing `current` (the limits in force) with what it saw at the previous call, so a
 failed apply, a host-capacity trim or an operator override needs no extra call; such a
@@ -32,12 +37,12 @@ from agent.limits import Bounds, Limits
 from agent.policy_steps import (
     LEVEL_FIELDS, base_estimate, bump_sample, bump_sample_explained, clamp, cooldown_remaining,
     cpu_burst_for, effective_bounds, finite, is_young, mem_cap_floor, round_cpu_up, round_mem_up,
-    same_value, usage_floor, with_confidence, with_margin, within_hysteresis, young_extra,
+    limits_differ, same_value, usage_floor, with_confidence, with_margin, within_hysteresis, young_extra,
 )
 from agent.prediction import Prediction, ResourcePrediction
 from agent.units import format_size
 
-__all__ = ["Usage", "Proposal", "PolicyMemo", "decide", "bump_sample", "bump_sample_explained"]
+__all__ = ["Usage", "Proposal", "PolicyMemo", "decide", "limits_differ", "bump_sample", "bump_sample_explained"]
 
 _ALIASES = {"mem": "mem_limit", "memory": "mem_limit", "cpu": "cpu_limit"}
 
@@ -145,17 +150,18 @@ class _Resource:
 
 
 def _usage(usage: tuple[float, float] | None) -> tuple[float, float]:
-    if usage is None:
+    try:
+        cpu, mem = usage              # type: ignore[misc]
+    except (TypeError, ValueError):   # None or not a pair: unknown usage, no floor from it
         return math.nan, math.nan
-    cpu, mem = usage
     return (float(cpu) if finite(cpu) else math.nan), (float(mem) if finite(mem) else math.nan)
 
 
 def _target(r: _Resource, level: str, pred: ResourcePrediction | None, old: float | None,
             floor: float) -> tuple[float, tuple[str, float]]:
     """Steps 1-5 for one field: the value wanted now, and which step settled it."""
-    q = base_estimate(pred, level)
-    if finite(q):                                                            # 1, 2, 3
+    q = base_estimate(pred, level)                                           # finite or NaN
+    if q == q:                                                               # 1, 2, 3
         x, why = with_confidence(with_margin(q, r.margin, r.headroom), r.extra), ("forecast", q)
     elif old is not None and finite(old):
         x, why = old, ("kept", old)
@@ -253,11 +259,3 @@ def _capped_reason(req_name: str, lim_name: str, old_req: float | None, lim: flo
     if same_value(req_name, old_req, lim):
         return None
     return f"{req_name} {'down' if old_req > lim else 'up'}: capped by {lim_name}"
-
-
-def limits_differ(old: Limits | None, new: Limits) -> bool:
-    """A change in any of the four levels. CPU burst alone is no change: it follows the quota,
-    and a kernel without CFS burst would otherwise make every tick a change."""
-    if old is None:
-        return True
-    return any(not same_value(n, getattr(old, n), getattr(new, n)) for n in LEVEL_FIELDS)

@@ -123,6 +123,14 @@ def same_value(field: str, a: float, b: float) -> bool:
     return a == b or abs(a - b) < _SAME_TOLERANCE[field[:3]]
 
 
+def limits_differ(old: Limits | None, new: Limits) -> bool:
+    """A change in any of the four levels. CPU burst alone is no change: it follows the quota,
+    and a kernel without CFS burst would otherwise make every tick a change."""
+    if old is None:
+        return True
+    return any(not same_value(n, getattr(old, n), getattr(new, n)) for n in LEVEL_FIELDS)
+
+
 # 6. hysteresis ----------------------------------------------------------------------------
 
 def relative_change(old: float, new: float) -> float:

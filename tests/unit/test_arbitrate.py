@@ -215,7 +215,7 @@ def test_unknown_host_size_leaves_proposals_alone():
 
 def test_missing_or_junk_usage_counts_as_none():
     props = {"a": prop(4.0, 4.0), "b": prop(4.0, 4.0)}
-    out = arbitrate(props, {"a": (float("nan"), None)}, host_cpu=4.0, host_mem=BIG, cfg=CFG)
+    out = arbitrate(props, {"a": (float("nan"), None), "b": 7}, host_cpu=4.0, host_mem=BIG, cfg=CFG)
     assert out["a"].limits.cpu_request == pytest.approx(2.0, abs=0.001)
     assert out["b"].limits.cpu_request == pytest.approx(2.0, abs=0.001)
 

@@ -131,7 +131,7 @@ def test_memory_cap_strictly_above_usage_with_zero_headroom():
 
 
 def test_unknown_or_junk_usage_is_no_floor():
-    for usage in (None, (math.nan, math.nan), ("x", None), Usage(cpu=math.inf, mem=-5)):
+    for usage in (None, (math.nan, math.nan), ("x", None), Usage(cpu=math.inf, mem=-5), 3.0, (1, 2, 3)):
         p = first(pred(cpu=(0.2, 0.4)), usage=usage)
         assert p.limits.cpu_limit == pytest.approx(0.46)
 

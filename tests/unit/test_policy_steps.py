@@ -178,3 +178,14 @@ def test_cpu_burst_is_a_fraction_of_the_quota_capped_at_the_quota():
     assert cpu_burst_for(2.0, 0.5) == 1.0
     assert cpu_burst_for(2.0, 0.0) == 0.0
     assert cpu_burst_for(2.0, 3.0) == 2.0
+
+
+def test_limits_differ_on_levels_not_on_burst_alone():
+    from agent.limits import Limits
+    from agent.policy_steps import limits_differ
+    a = Limits(cpu_request=0.5, cpu_limit=1.0, mem_request=GIB, mem_limit=2 * GIB, cpu_burst=1.0)
+    assert limits_differ(None, a)
+    assert not limits_differ(a, Limits(0.5, 1.0, GIB, 2 * GIB, cpu_burst=0.0))
+    assert not limits_differ(a, Limits(0.5, 1.0004, GIB, 2 * GIB + 100, cpu_burst=1.0))
+    assert limits_differ(a, Limits(0.5, 1.0, GIB + PAGE_BYTES, 2 * GIB, cpu_burst=1.0))
+    assert limits_differ(a, Limits(0.6, 1.0, GIB, 2 * GIB, cpu_burst=1.0))
