@@ -63,7 +63,8 @@ class Actuator(Protocol):
         """rmdir in every hierarchy; the cgroup must be empty. Missing is fine."""
 
     def read_limits(self, cgroup: str) -> Limits | None:
-        """What is in force now; None when nothing can be read."""
+        """What is in force now ('unlimited' read as the host's capacity); None when the
+        files cannot be read; CgroupVanished when the cgroup is gone."""
 
     def apply(self, cgroup: str, new: Limits, old: Limits | None) -> ApplyResult:
         """Write `new`. `old` is what the caller knows to be in force (None: read it);
