@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.collect.errors import CgroupVanished
-from agent.collect.fsread import read_int, read_text
+from agent.collect.fsread import parse_int, read_text
 from agent.collect.parse import (
-    parse_cpu_stat, parse_flat_keyed, parse_procs, parse_psi, psi_total, working_set,
+    flat_keyed_value, parse_cpu_stat, parse_flat_keyed, parse_procs, parse_psi, parse_psi_totals, working_set,
 )
 from agent.collect.reading import Reading
-from agent.collect.source import CgroupRead, Fill, run_source
+from agent.collect.source import CgroupRead, Fill, Read, run_source
 
 __all__ = [
     "V1Layout", "discover_v1_layout", "read_cgroup_v1", "read_cgroup_v1_detailed",
@@ -100,51 +100,53 @@ def parse_blkio(text: str) -> tuple[int, int]:
 
 # --- sources: each reads one file (or one pair) under a cgroup directory ----------------------
 
-def _cpuacct_usage(d: str, out: CgroupRead) -> None:
-    out.reading.cpu_usage_ns = read_int(f"{d}/cpuacct.usage")
+def _cpuacct_usage(read: Read, d: str, out: CgroupRead) -> None:
+    out.reading.cpu_usage_ns = parse_int(read(f"{d}/cpuacct.usage"))
 
 
-def _cpu_stat(d: str, out: CgroupRead) -> None:
-    stat = parse_cpu_stat(read_text(f"{d}/cpu.stat"))
+def _cpu_stat(read: Read, d: str, out: CgroupRead) -> None:
+    stat = parse_cpu_stat(read(f"{d}/cpu.stat"))
     r = out.reading
     r.cpu_nr_periods = stat["nr_periods"]
     r.cpu_nr_throttled = stat["nr_throttled"]
     r.cpu_throttled_ns = stat["throttled_time"]  # already ns in v1
 
 
-def _memory_usage(d: str, out: CgroupRead) -> None:
-    usage = read_int(f"{d}/memory.usage_in_bytes")
-    stat = parse_flat_keyed(read_text(f"{d}/memory.stat"))
-    inactive = stat.get("total_inactive_file", stat.get("inactive_file"))
+def _memory_usage(read: Read, d: str, out: CgroupRead) -> None:
+    usage = parse_int(read(f"{d}/memory.usage_in_bytes"))
+    stat = read(f"{d}/memory.stat")
+    inactive = flat_keyed_value(stat, "total_inactive_file")
+    if inactive is None:  # use_hierarchy off or an old kernel: only the local counter
+        inactive = flat_keyed_value(stat, "inactive_file")
     out.reading.mem_usage_bytes = working_set(usage, inactive)
 
 
-def _memory_peak(d: str, out: CgroupRead) -> None:
-    out.reading.mem_peak_bytes = read_int(f"{d}/memory.max_usage_in_bytes")
+def _memory_peak(read: Read, d: str, out: CgroupRead) -> None:
+    out.reading.mem_peak_bytes = parse_int(read(f"{d}/memory.max_usage_in_bytes"))
 
 
-def _memory_oom(d: str, out: CgroupRead) -> None:
+def _memory_oom(read: Read, d: str, out: CgroupRead) -> None:
     # oom_kill appeared in 4.13; older kernels only have under_oom (no counter): leave None.
-    out.reading.mem_oom_kills = parse_flat_keyed(read_text(f"{d}/memory.oom_control")).get("oom_kill")
+    out.reading.mem_oom_kills = flat_keyed_value(read(f"{d}/memory.oom_control"), "oom_kill")
 
 
-def _read_blkio(d: str, name: str) -> tuple[int, int]:
+def _read_blkio(read: Read, d: str, name: str) -> tuple[int, int]:
     try:
-        return parse_blkio(read_text(f"{d}/blkio.throttle.{name}_recursive"))
+        return parse_blkio(read(f"{d}/blkio.throttle.{name}_recursive"))
     except FileNotFoundError:  # kernels before 4.x only have the non-recursive file
-        return parse_blkio(read_text(f"{d}/blkio.throttle.{name}"))
+        return parse_blkio(read(f"{d}/blkio.throttle.{name}"))
 
 
-def _blkio_bytes(d: str, out: CgroupRead) -> None:
-    out.reading.io_read_bytes, out.reading.io_write_bytes = _read_blkio(d, "io_service_bytes")
+def _blkio_bytes(read: Read, d: str, out: CgroupRead) -> None:
+    out.reading.io_read_bytes, out.reading.io_write_bytes = _read_blkio(read, d, "io_service_bytes")
 
 
-def _blkio_ops(d: str, out: CgroupRead) -> None:
-    out.reading.io_read_ops, out.reading.io_write_ops = _read_blkio(d, "io_serviced")
+def _blkio_ops(read: Read, d: str, out: CgroupRead) -> None:
+    out.reading.io_read_ops, out.reading.io_write_ops = _read_blkio(read, d, "io_serviced")
 
 
-def _procs(d: str, out: CgroupRead) -> None:
-    out.pids = parse_procs(read_text(f"{d}/cgroup.procs"))
+def _procs(read: Read, d: str, out: CgroupRead) -> None:
+    out.pids = parse_procs(read(f"{d}/cgroup.procs"))
     out.reading.nr_procs = len(out.pids)
 
 
@@ -161,27 +163,29 @@ _SOURCES: tuple[tuple[str, str, Fill], ...] = (
 )
 
 
-def _read_psi(layout: V1Layout, rel: str, out: CgroupRead) -> None:
+def _read_psi(read: Read, layout: V1Layout, rel: str, out: CgroupRead) -> None:
     """The first PSI-carrying mount where the session has a directory; absent everywhere: None."""
     r = out.reading
     for mount in layout.psi_mounts:
         d = f"{mount}/{rel}"
         try:
-            cpu = parse_psi(read_text(f"{d}/cpu.pressure"))
+            r.psi_cpu_some_us = parse_psi_totals(read(f"{d}/cpu.pressure"))[0]
         except FileNotFoundError:
             continue
-        r.psi_cpu_some_us = psi_total(cpu, "some")
         try:
-            mem = parse_psi(read_text(f"{d}/memory.pressure"))
-            r.psi_mem_some_us, r.psi_mem_full_us = psi_total(mem, "some"), psi_total(mem, "full")
-            r.psi_io_some_us = psi_total(parse_psi(read_text(f"{d}/io.pressure")), "some")
+            r.psi_mem_some_us, r.psi_mem_full_us = parse_psi_totals(read(f"{d}/memory.pressure"))
+            r.psi_io_some_us = parse_psi_totals(read(f"{d}/io.pressure"))[0]
         except FileNotFoundError:
             pass
         return
 
 
-def read_cgroup_v1_detailed(root: Path | str, cgroup: str, layout: V1Layout | None = None) -> CgroupRead:
-    """Read every v1 source of one session; raise CgroupVanished when its directories are all gone."""
+def read_cgroup_v1_detailed(root: Path | str, cgroup: str, layout: V1Layout | None = None,
+                            read: Read = read_text) -> CgroupRead:
+    """Read every v1 source of one session; raise CgroupVanished when its directories are all gone.
+
+    `read` reads one file (OpenFiles.read keeps them open between ticks).
+    """
     layout = layout or discover_v1_layout(root)
     rel = cgroup.strip("/")
     mounts = layout.mounts
@@ -195,19 +199,20 @@ def read_cgroup_v1_detailed(root: Path | str, cgroup: str, layout: V1Layout | No
         d = dirs.get(hierarchy)
         if d is None or d in gone:
             continue
-        if not run_source("cgroup_v1", name, d, fill, out):
+        if not run_source("cgroup_v1", name, d, fill, out, read):
             gone.add(d)
     if gone and gone.issuperset(dirs.values()):
         raise CgroupVanished(cgroup)
     if layout.psi_mounts:
-        run_source("cgroup_v1", "pressure", rel, lambda _rel, o: _read_psi(layout, _rel, o), out)
+        run_source("cgroup_v1", "pressure", rel, lambda rd, r, o: _read_psi(rd, layout, r, o), out, read)
     return out
 
 
-def read_cgroup_v1(root: Path | str, cgroup: str, layout: V1Layout | None = None) -> Reading:
+def read_cgroup_v1(root: Path | str, cgroup: str, layout: V1Layout | None = None,
+                   read: Read = read_text) -> Reading:
     """One session's Reading from cgroup v1; fields a source could not give stay None.
 
     `cgroup` is the path relative to each hierarchy ("pspe/web-1"; a leading '/' is fine).
     Pass a `layout` from discover_v1_layout to skip re-discovering the mounts each call.
     """
-    return read_cgroup_v1_detailed(root, cgroup, layout).reading
+    return read_cgroup_v1_detailed(root, cgroup, layout, read).reading

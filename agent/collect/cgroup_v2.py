@@ -14,12 +14,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.collect.errors import CgroupVanished
-from agent.collect.fsread import read_int, read_text
+from agent.collect.fsread import parse_int, read_text
 from agent.collect.parse import (
-    parse_cpu_stat, parse_flat_keyed, parse_procs, parse_psi, psi_total, working_set,
+    flat_keyed_value, parse_cpu_stat, parse_flat_keyed, parse_procs, parse_psi, parse_psi_totals, working_set,
 )
 from agent.collect.reading import Reading
-from agent.collect.source import CgroupRead, Fill, run_source
+from agent.collect.source import CgroupRead, Fill, Read, run_source
 
 __all__ = [
     "read_cgroup_v2", "read_cgroup_v2_detailed", "parse_io_stat",
@@ -47,8 +47,8 @@ def parse_io_stat(text: str) -> dict[str, int]:
     return totals
 
 
-def _cpu_stat(d: str, out: CgroupRead) -> None:
-    stat = parse_cpu_stat(read_text(f"{d}/cpu.stat"))
+def _cpu_stat(read: Read, d: str, out: CgroupRead) -> None:
+    stat = parse_cpu_stat(read(f"{d}/cpu.stat"))
     r = out.reading
     r.cpu_usage_ns = stat["usage_usec"] * 1000
     if "nr_periods" in stat:  # only with the cpu controller enabled
@@ -57,43 +57,41 @@ def _cpu_stat(d: str, out: CgroupRead) -> None:
         r.cpu_throttled_ns = stat["throttled_usec"] * 1000
 
 
-def _memory_current(d: str, out: CgroupRead) -> None:
-    usage = read_int(f"{d}/memory.current")
-    stat = parse_flat_keyed(read_text(f"{d}/memory.stat"))
-    out.reading.mem_usage_bytes = working_set(usage, stat.get("inactive_file"))
+def _memory_current(read: Read, d: str, out: CgroupRead) -> None:
+    usage = parse_int(read(f"{d}/memory.current"))
+    inactive = flat_keyed_value(read(f"{d}/memory.stat"), "inactive_file")
+    out.reading.mem_usage_bytes = working_set(usage, inactive)
 
 
-def _memory_peak(d: str, out: CgroupRead) -> None:
-    out.reading.mem_peak_bytes = read_int(f"{d}/memory.peak")
+def _memory_peak(read: Read, d: str, out: CgroupRead) -> None:
+    out.reading.mem_peak_bytes = parse_int(read(f"{d}/memory.peak"))
 
 
-def _memory_events(d: str, out: CgroupRead) -> None:
-    out.reading.mem_oom_kills = parse_flat_keyed(read_text(f"{d}/memory.events")).get("oom_kill")
+def _memory_events(read: Read, d: str, out: CgroupRead) -> None:
+    out.reading.mem_oom_kills = flat_keyed_value(read(f"{d}/memory.events"), "oom_kill")
 
 
-def _io_stat(d: str, out: CgroupRead) -> None:
-    io = parse_io_stat(read_text(f"{d}/io.stat"))
+def _io_stat(read: Read, d: str, out: CgroupRead) -> None:
+    io = parse_io_stat(read(f"{d}/io.stat"))
     r = out.reading
     r.io_read_bytes, r.io_write_bytes = io["rbytes"], io["wbytes"]
     r.io_read_ops, r.io_write_ops = io["rios"], io["wios"]
 
 
-def _cpu_pressure(d: str, out: CgroupRead) -> None:
-    out.reading.psi_cpu_some_us = psi_total(parse_psi(read_text(f"{d}/cpu.pressure")), "some")
+def _cpu_pressure(read: Read, d: str, out: CgroupRead) -> None:
+    out.reading.psi_cpu_some_us = parse_psi_totals(read(f"{d}/cpu.pressure"))[0]
 
 
-def _memory_pressure(d: str, out: CgroupRead) -> None:
-    psi = parse_psi(read_text(f"{d}/memory.pressure"))
-    out.reading.psi_mem_some_us = psi_total(psi, "some")
-    out.reading.psi_mem_full_us = psi_total(psi, "full")
+def _memory_pressure(read: Read, d: str, out: CgroupRead) -> None:
+    out.reading.psi_mem_some_us, out.reading.psi_mem_full_us = parse_psi_totals(read(f"{d}/memory.pressure"))
 
 
-def _io_pressure(d: str, out: CgroupRead) -> None:
-    out.reading.psi_io_some_us = psi_total(parse_psi(read_text(f"{d}/io.pressure")), "some")
+def _io_pressure(read: Read, d: str, out: CgroupRead) -> None:
+    out.reading.psi_io_some_us = parse_psi_totals(read(f"{d}/io.pressure"))[0]
 
 
-def _procs(d: str, out: CgroupRead) -> None:
-    out.pids = parse_procs(read_text(f"{d}/cgroup.procs"))
+def _procs(read: Read, d: str, out: CgroupRead) -> None:
+    out.pids = parse_procs(read(f"{d}/cgroup.procs"))
     out.reading.nr_procs = len(out.pids)
 
 
@@ -110,19 +108,22 @@ _SOURCES: tuple[tuple[str, Fill], ...] = (
 )
 
 
-def read_cgroup_v2_detailed(root: Path | str, cgroup: str) -> CgroupRead:
-    """Read every v2 source of one session; raise CgroupVanished when its directory is gone."""
+def read_cgroup_v2_detailed(root: Path | str, cgroup: str, read: Read = read_text) -> CgroupRead:
+    """Read every v2 source of one session; raise CgroupVanished when its directory is gone.
+
+    `read` reads one file (OpenFiles.read keeps them open between ticks).
+    """
     d = f"{root}/{cgroup.strip('/')}"
     out = CgroupRead()
     for name, fill in _SOURCES:
-        if not run_source("cgroup_v2", name, d, fill, out):
+        if not run_source("cgroup_v2", name, d, fill, out, read):
             raise CgroupVanished(cgroup)
     return out
 
 
-def read_cgroup_v2(root: Path | str, cgroup: str) -> Reading:
+def read_cgroup_v2(root: Path | str, cgroup: str, read: Read = read_text) -> Reading:
     """One session's Reading from cgroup v2; fields a source could not give stay None.
 
     `cgroup` is the path relative to the cgroup2 mount ("pspe/web-1"; a leading '/' is fine).
     """
-    return read_cgroup_v2_detailed(root, cgroup).reading
+    return read_cgroup_v2_detailed(root, cgroup, read).reading

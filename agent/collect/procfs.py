@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from agent.collect.fsread import read_text
-from agent.collect.parse import parse_psi, psi_total
+from agent.collect.parse import parse_psi_totals
 from agent.collect.reading import Reading
 
 _NS_RE = re.compile(r"^\w+:\[(\d+)\]$")
@@ -126,10 +126,9 @@ def read_host_pressure(procfs_root: Path | str) -> Reading:
     """Host-wide PSI totals from <procfs>/pressure/{cpu,memory,io}; files absent (no PSI): None."""
     r = Reading()
     try:
-        r.psi_cpu_some_us = psi_total(parse_psi(read_text(f"{procfs_root}/pressure/cpu")), "some")
-        mem = parse_psi(read_text(f"{procfs_root}/pressure/memory"))
-        r.psi_mem_some_us, r.psi_mem_full_us = psi_total(mem, "some"), psi_total(mem, "full")
-        r.psi_io_some_us = psi_total(parse_psi(read_text(f"{procfs_root}/pressure/io")), "some")
+        r.psi_cpu_some_us = parse_psi_totals(read_text(f"{procfs_root}/pressure/cpu"))[0]
+        r.psi_mem_some_us, r.psi_mem_full_us = parse_psi_totals(read_text(f"{procfs_root}/pressure/memory"))
+        r.psi_io_some_us = parse_psi_totals(read_text(f"{procfs_root}/pressure/io"))[0]
     except FileNotFoundError:
         pass
     return r

@@ -24,11 +24,13 @@ class CgroupRead:
     errors: list[str] = field(default_factory=list)
 
 
-# fill(cgroup_dir, out): read one source's file(s) under cgroup_dir and set fields of out.
-Fill = Callable[[str, CgroupRead], None]
+# read(path) -> the file's text: fsread.read_text, or OpenFiles.read to keep files open.
+Read = Callable[[str], str]
+# fill(read, cgroup_dir, out): read one source's file(s) under cgroup_dir and set fields of out.
+Fill = Callable[[Read, str, CgroupRead], None]
 
 
-def run_source(prefix: str, name: str, directory: str, fill: Fill, out: CgroupRead) -> bool:
+def run_source(prefix: str, name: str, directory: str, fill: Fill, out: CgroupRead, read: Read) -> bool:
     """Run one source; return False when `directory` itself turned out to be gone.
 
     A missing file in a live directory is not an error (the kernel or the mount
@@ -36,7 +38,7 @@ def run_source(prefix: str, name: str, directory: str, fill: Fill, out: CgroupRe
     does not parse, is counted as `<prefix>/<name>`.
     """
     try:
-        fill(directory, out)
+        fill(read, directory, out)
     except FileNotFoundError:
         return os.path.isdir(directory)
     except (OSError, ValueError, KeyError, IndexError) as e:
