@@ -1,0 +1,99 @@
+"""The moving-window quantile heuristic: no model, just the last minutes of fine samples.
+
+central = quantile q_c of the session's CPU and memory over the last
+`window_seconds`, upper = quantile q_u; the memory upper is never below the
+latest memory value (memory that is in use now will be in use in a second).
+A young session uses what it has; `Prediction.samples` says how much that was.
+NaN samples are ignored. The whole batch is one padded 2-d array: a sort per
+row and a gather give every session's quantiles at once (np.nanquantile would
+loop over rows in Python).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from agent.forecast import ForecastInput
+from agent.prediction import Prediction, ResourcePrediction
+
+
+def row_quantiles(values: np.ndarray, qs: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row quantiles ignoring NaN (numpy's "linear" method) -> ([len(qs), B], valid count [B]).
+
+    Rows without any valid value give NaN.
+    """
+    srt = np.sort(values, axis=1)                   # NaN sorts last
+    n = (~np.isnan(values)).sum(axis=1)
+    out = np.full((len(qs), values.shape[0]), np.nan)
+    has = n > 0
+    if not has.any():
+        return out, n
+    rows = np.flatnonzero(has)
+    top = (n[rows] - 1).astype(np.float64)
+    for k, q in enumerate(qs):
+        pos = q * top
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, n[rows] - 1)
+        frac = pos - lo
+        a, b = srt[rows, lo], srt[rows, hi]
+        out[k, rows] = a + (b - a) * frac
+    return out, n
+
+
+class WindowQuantileForecaster:
+    spec = None
+    fallbacks_total = 0
+    source = "heuristic"
+
+    def __init__(self, window_seconds: float, central_q: float, upper_q: float, *,
+                 tick_seconds: float = 1.0) -> None:
+        if window_seconds <= 0 or tick_seconds <= 0:
+            raise ValueError("window_seconds and tick_seconds must be > 0")
+        if not 0 < central_q <= upper_q < 1:
+            raise ValueError("need 0 < central_q <= upper_q < 1")
+        self.window_seconds = float(window_seconds)
+        self.central_q = float(central_q)
+        self.upper_q = float(upper_q)
+        # Samples come one per tick, a little jitter allowed; the time check below is exact.
+        self.max_samples = int(math.ceil(window_seconds / tick_seconds * 1.1)) + 2
+
+    def describe(self) -> str:
+        return f"heuristic (q{self.central_q:g}/q{self.upper_q:g} of the last {self.window_seconds:g} s)"
+
+    def predict(self, now: float, batch: Sequence[ForecastInput]) -> list[Prediction]:
+        if not batch:
+            return []
+        B, n = len(batch), self.max_samples
+        times = np.full((B, n), -np.inf)
+        cpu = np.full((B, n), np.nan)
+        mem = np.full((B, n), np.nan)
+        latest_mem = np.empty(B)
+        for i, inp in enumerate(batch):
+            st = inp.state
+            st.times.copy_last_into(times[i])
+            st.buffers["cpu_cores"].copy_last_into(cpu[i])
+            mem_buf = st.buffers["mem_bytes"]
+            mem_buf.copy_last_into(mem[i])
+            latest_mem[i] = mem_buf.latest()
+        old = (times <= now - self.window_seconds) | (times > now)
+        cpu[old] = np.nan
+        mem[old] = np.nan
+        qs = (self.central_q, self.upper_q)
+        cpu_q, cpu_n = row_quantiles(cpu, qs)
+        mem_q, mem_n = row_quantiles(mem, qs)
+        # the newest valid memory value in the window, when the very latest is missing
+        last_valid = np.where(np.isnan(mem), -1, np.arange(n)).max(axis=1)
+        fallback_mem = mem[np.arange(B), np.maximum(last_valid, 0)]
+        latest_mem = np.where(np.isnan(latest_mem), fallback_mem, latest_mem)
+        mem_upper = np.fmax(mem_q[1], latest_mem)
+        samples = np.minimum(cpu_n, mem_n)
+        result = np.nan_to_num(np.stack([cpu_q[0], cpu_q[1], mem_q[0], mem_upper]), nan=0.0).tolist()
+        return [
+            Prediction(cpu=ResourcePrediction(result[0][i], result[1][i]),
+                       mem=ResourcePrediction(result[2][i], result[3][i]),
+                       source=self.source, samples=int(samples[i]))
+            for i in range(B)
+        ]
