@@ -111,7 +111,7 @@ def ets_forecasts(s: Series, spec: FeatureSpec, ends: np.ndarray, fit_steps: int
     H = max(spec.horizons)
     hidx = np.asarray(spec.horizons) - 1
     out = np.full((ends.size, len(spec.horizons), len(spec.quantiles), len(spec.targets)), np.nan)
-    levels = sorted({round(abs(2 * q - 1) * 100, 6) for q in spec.quantiles if q != 0.5})
+    levels = sorted({_level(q) for q in spec.quantiles if q != 0.5})
     for j, t in enumerate(spec.targets):
         y = fill_gaps(s.get(t))
         for k, e in enumerate(ends):
@@ -126,14 +126,16 @@ def ets_forecasts(s: Series, spec: FeatureSpec, ends: np.ndarray, fit_steps: int
                 if q == 0.5:
                     col = f["mean"]
                 else:
-                    lv = round(abs(2 * q - 1) * 100, 6)
-                    col = f[f"hi-{_fmt(lv)}"] if q > 0.5 else f[f"lo-{_fmt(lv)}"]
+                    lv = _level(q)
+                    col = f[f"hi-{lv}"] if q > 0.5 else f[f"lo-{lv}"]
                 out[k, :, qi, j] = np.asarray(col)[hidx]
     return out
 
 
-def _fmt(level: float) -> str:
-    return str(int(level)) if float(level).is_integer() else str(level)
+def _level(q: float) -> int | float:
+    """The central interval level (percent) whose bounds are quantiles q and 1 - q."""
+    lv = round(abs(2 * q - 1) * 100, 6)
+    return int(lv) if float(lv).is_integer() else lv
 
 
 def model_forecasts(run_model, spec: FeatureSpec, s: Series, ends: np.ndarray, batch: int = 1024) -> np.ndarray:

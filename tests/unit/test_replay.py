@@ -1,0 +1,119 @@
+"""The replay simulator runs the agent's own policy and arbitration, and counts what happened."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import agent.policy
+from agent.config import PolicySection
+from training.baselines import LastValue, Static, WindowPeak
+from training.data import Series
+from training.policies import baseline_run, replay_policy
+from training.replay import replay
+from training.replay_metrics import level_figures, summarize
+
+GIB = 1024**3
+
+
+def series(name: str, cpu, mem, cap=(4.0, 8 * GIB), t0: float = 0.0) -> Series:
+    cpu, mem = np.asarray(cpu, float), np.asarray(mem, float)
+    return Series(name=name, times=t0 + 300.0 * np.arange(cpu.size), values={"cpu_cores": cpu, "mem_bytes": mem},
+                  cpu_capacity=cap[0], mem_capacity=cap[1])
+
+
+def wave(n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    cpu = 0.5 + 0.4 * np.sin(np.arange(n) / 20.0) + 0.05 * rng.random(n)
+    return cpu, np.full(n, 1.0 * GIB) + 1e7 * rng.random(n)
+
+
+def test_level_figures():
+    slack, under, deficit = level_figures(np.array([1.0, 3.0, np.nan]), np.array([2.0, 2.0, 2.0]))
+    assert slack == pytest.approx(1 / 4) and under == 0.5 and deficit == pytest.approx(1 / 4)
+
+
+def test_static_never_changes_and_wastes_what_is_unused():
+    cpu, mem = wave()
+    (row,) = replay([series("a", cpu, mem)], baseline_run("static", Static, replay_policy(
+        cpu_margin=0.0, mem_margin=0.0, mem_headroom_bytes=0, hysteresis=0.0)))
+    assert row["changes_per_hour"] == 0 and row["cpu_under"] == 0 and row["oom_kills"] == 0
+    assert row["cpu_slack"] == pytest.approx(1 - cpu.mean() / 4.0, rel=1e-6)
+
+
+def test_a_policy_change_changes_replay_results():
+    cpu, mem = wave()
+    s = [series("a", cpu, mem), series("b", cpu[::-1], mem)]
+    tight = summarize(replay(s, baseline_run("lv", LastValue, replay_policy(cpu_margin=0.0))))
+    loose = summarize(replay(s, baseline_run("lv", LastValue, replay_policy(cpu_margin=1.0))))
+    assert loose["cpu_slack"] > tight["cpu_slack"] + 0.1
+    assert loose["cpu_under"] < tight["cpu_under"]
+
+
+def test_replay_runs_the_agents_decide(monkeypatch):
+    """Patching a step inside agent/policy.py changes what the replay does: no copy of the policy."""
+    cpu, mem = wave()
+    s = [series("a", cpu, mem)]
+    run = baseline_run("lv", LastValue, replay_policy(cpu_margin=0.15))
+    before = summarize(replay(s, run))
+    calls = []
+    real = agent.policy.with_margin
+
+    def doubled(x, relative, absolute=0.0):
+        calls.append(x)
+        return 2.0 * real(x, relative, absolute)
+
+    monkeypatch.setattr(agent.policy, "with_margin", doubled)
+    after = summarize(replay(s, run))
+    assert calls and after["cpu_slack"] > before["cpu_slack"] + 0.1
+
+
+def test_memory_above_the_hard_limit_is_an_oom_kill_and_the_agent_bumps():
+    n = 300
+    mem = np.full(n, 1.0 * GIB)
+    mem[200:] = 3.0 * GIB             # a jump no point forecast saw coming
+    cpu = np.full(n, 0.2)
+    (row,) = replay([series("a", cpu, mem)], baseline_run("lv", LastValue, replay_policy()))
+    assert row["oom_kills"] >= 1
+    assert row["oom_kills"] <= 3      # the bumped sample raises the limit within a few steps
+
+
+def test_throttled_cpu_is_seen_at_the_cap():
+    """Demand above the cap is observed at the cap (censored), as a real throttled cgroup reports it."""
+    n = 200
+    cpu = np.full(n, 0.2)
+    cpu[100:] = 2.0
+    (row,) = replay([series("a", cpu, np.full(n, GIB))], baseline_run("wp", lambda: WindowPeak(12),
+                                                                          replay_policy(cpu_margin=0.1)))
+    assert 0 < row["cpu_under"] < 0.05     # the throttle bump lifts the cap within a few steps
+
+
+def test_sessions_share_a_host_with_staggered_starts():
+    cpu, mem = wave(200)
+    s = [series("a", cpu, mem), series("b", cpu, mem, t0=300.0 * 50), series("c", cpu[:80], mem[:80])]
+    rows = replay(s, baseline_run("lv", LastValue, replay_policy()), host_size=3)
+    assert sorted(r["series"] for r in rows) == ["a", "b", "c"]
+    assert {r["series"]: r["steps"] for r in rows} == {"a": 200, "b": 200, "c": 80}
+
+
+def test_every_tick_goes_through_the_agents_arbitration(monkeypatch):
+    """Host capacity is settled by agent/arbitrate.py, once per host per tick, with the host's size."""
+    import training.replay as rp
+
+    seen = []
+    real = rp.arbitrate
+
+    def spy(proposals, usage, host_cpu, host_mem, cfg):
+        seen.append((len(proposals), host_cpu, host_mem))
+        return real(proposals, usage, host_cpu, host_mem, cfg)
+
+    monkeypatch.setattr(rp, "arbitrate", spy)
+    cpu = np.full(50, 1.0)
+    s = [series("a", cpu, np.full(50, GIB), cap=(4.0, 2 * GIB)), series("b", cpu, np.full(50, GIB), cap=(2.0, 2 * GIB))]
+    cfg = replay_policy()
+    replay(s, baseline_run("lv", LastValue, cfg), host_size=2)
+    assert len(seen) == 49 and all(n == 2 for n, _, _ in seen)   # no decision after the last step
+    assert seen[0][1] == pytest.approx(6.0 + cfg.host_cpu_reserve)
+    assert seen[0][2] == 4 * GIB + cfg.host_mem_reserve

@@ -1,0 +1,88 @@
+"""The policies a replay compares: a forecaster plus the agent policy knobs it runs with.
+
+Every entry runs through the same `agent.policy.decide` and `agent.arbitrate`;
+they differ only in the forecaster and in margins/quantiles, which is how the
+baselines' own rules are expressed:
+- model: the learned ONNX forecaster via agent/forecast.py `load_forecaster`, agent defaults
+  (cap on p99, guaranteed share on p50, margins 15 % CPU / 10 % memory);
+- vpa: decaying-histogram p90 with a 15 % margin (p90 x 1.15), 24 h half-life, hourly refresh;
+- window_peak: the peak of the last 24 h plus 10 % (Autopilot-style moving window);
+- last_value, ewma: point forecasts with the agent's default margins;
+- static: the provisioned size, never changed.
+Replays set a 0.01-core CPU floor (the agent's default 0.05 is larger than
+the median Bitbrains VM's whole demand) and run with 300 s ticks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Callable
+
+import numpy as np
+
+from agent.config import Config, PolicySection
+from training.baselines import BaselineForecaster, DecayingHistogram, Ewma, LastValue, Rule, Static, WindowPeak
+from training.replay import PolicyRun
+
+REPLAY_TICK_SECONDS = 300.0
+BASELINES = ("vpa", "window_peak", "last_value", "ewma", "static")
+
+
+def replay_policy(**overrides) -> PolicySection:
+    return dataclasses.replace(PolicySection(cpu_min=0.01), **overrides)
+
+
+def baseline_run(name: str, rule_factory: Callable[[], Rule], cfg: PolicySection) -> PolicyRun:
+    def make(caps: dict[str, np.ndarray]):
+        return BaselineForecaster(rule_factory(), cfg.central_quantile, cfg.upper_quantile, caps)
+    return PolicyRun(name, make, cfg)
+
+
+def model_run(name: str, model_path: str, cfg: PolicySection, lookahead_steps: int = 3) -> PolicyRun:
+    """The learned model through the agent's own loader (the bundled model when `model_path` is "")."""
+    from agent.forecast import load_forecaster
+
+    def make(caps: dict[str, np.ndarray]):
+        conf = Config()
+        conf.policy = cfg
+        conf.agent.tick_seconds = REPLAY_TICK_SECONDS
+        conf.forecast.model_path = model_path
+        conf.forecast.window_seconds = 3 * REPLAY_TICK_SECONDS   # heuristic fallback: the last 3 steps
+        fc = load_forecaster(model_path, conf, logging.getLogger("pspe.replay"))
+        if getattr(fc, "spec", None) is None:
+            raise RuntimeError(f"no usable model at {model_path or 'the bundled path'}: the heuristic answered")
+        fc.lookahead_steps = lookahead_steps
+        return fc
+    return PolicyRun(name, make, cfg)
+
+
+def standard_runs(model_path: str = "", model_name: str = "model") -> list[PolicyRun]:
+    return [
+        model_run(model_name, model_path, replay_policy()),
+        baseline_run("vpa", DecayingHistogram, replay_policy(upper_quantile=0.9, cpu_margin=0.15, mem_margin=0.15)),
+        baseline_run("window_peak", lambda: WindowPeak(288), replay_policy(cpu_margin=0.10, mem_margin=0.10)),
+        baseline_run("last_value", LastValue, replay_policy()),
+        baseline_run("ewma", Ewma, replay_policy()),
+        baseline_run("static", Static, replay_policy(cpu_margin=0.0, mem_margin=0.0, mem_headroom_bytes=0,
+                                                     hysteresis=0.0)),
+    ]
+
+
+def frontier_runs(model_path: str = "") -> list[tuple[str, PolicyRun]]:
+    """(family, run) pairs sweeping each family's knob, for the slack / under-provisioning frontier."""
+    runs: list[tuple[str, PolicyRun]] = []
+    for uq in (0.9, 0.99):
+        for m in (0.0, 0.15, 0.3, 0.6):
+            runs.append(("model", model_run(f"model_q{uq:g}_m{m:g}", model_path,
+                                            replay_policy(upper_quantile=uq, cpu_margin=m))))
+    for q in (0.9, 0.95, 0.99):
+        runs.append(("vpa", baseline_run(f"vpa_p{q * 100:g}", DecayingHistogram,
+                                         replay_policy(upper_quantile=q, cpu_margin=0.15, mem_margin=0.15))))
+    for w in (12, 72, 288):
+        runs.append(("window_peak", baseline_run(f"window_peak_{w * 5 // 60}h", lambda w=w: WindowPeak(w),
+                                                 replay_policy(cpu_margin=0.10, mem_margin=0.10))))
+    for m in (0.15, 0.5, 1.0):
+        runs.append(("last_value", baseline_run(f"last_value_m{m:g}", LastValue, replay_policy(cpu_margin=m))))
+        runs.append(("ewma", baseline_run(f"ewma_m{m:g}", Ewma, replay_policy(cpu_margin=m))))
+    return runs
