@@ -146,7 +146,10 @@ def _blkio_ops(read: Read, d: str, out: CgroupRead) -> None:
 
 
 def _procs(read: Read, d: str, out: CgroupRead) -> None:
-    out.pids = parse_procs(read(f"{d}/cgroup.procs"))
+    # Always a fresh open: v1 serves cgroup.procs from a pidlist cached per open file and
+    # kept for a second after each read, so re-reading a kept descriptor every tick would
+    # show the same pids forever.
+    out.pids = parse_procs(read_text(f"{d}/cgroup.procs"))
     out.reading.nr_procs = len(out.pids)
 
 

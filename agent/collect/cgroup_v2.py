@@ -91,7 +91,9 @@ def _io_pressure(read: Read, d: str, out: CgroupRead) -> None:
 
 
 def _procs(read: Read, d: str, out: CgroupRead) -> None:
-    out.pids = parse_procs(read(f"{d}/cgroup.procs"))
+    # A fresh open, as in v1: the task iterator behind cgroup.procs lives with the open
+    # file, and a list of pids is the one thing that must never be served stale.
+    out.pids = parse_procs(read_text(f"{d}/cgroup.procs"))
     out.reading.nr_procs = len(out.pids)
 
 
