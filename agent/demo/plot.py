@@ -28,17 +28,17 @@ def plot_sessions(records: list[SessionRecord], path: Path, max_sessions: int = 
         ax = row[0]
         ax.step(t, d_cpu, where="post", color="black", lw=1.2, label="demand")
         ax.plot(t, [r.cpu_used for r in rec.ticks], color="tab:gray", lw=0.8, alpha=0.7, label="used")
-        ax.step(t, [r.cpu_limit for r in rec.ticks], where="post", color="tab:red", label="cap (quota)")
-        ax.step(t, [r.cpu_request for r in rec.ticks], where="post", color="tab:blue", label="share")
+        ax.step(t, [r.cpu_limit for r in rec.ticks], where="post", color="tab:red", lw=2.2, label="cap (quota)")
+        ax.step(t, [r.cpu_request for r in rec.ticks], where="post", color="tab:blue", lw=1, label="share")
         ax.axhline(rec.static_cpu, color="tab:orange", ls="--", lw=1, label=f"static {rec.static_cpu:.2f}")
         ax.set_ylabel(f"{rec.name}\ncores")
         ax = row[1]
         ax.step(t, d_mem / MIB, where="post", color="black", lw=1.2, label="demand")
         ax.plot(t, np.array([r.mem_used for r in rec.ticks]) / MIB, color="tab:gray", lw=0.8, alpha=0.7,
                 label="used")
-        ax.step(t, np.array([r.mem_limit for r in rec.ticks]) / MIB, where="post", color="tab:red",
+        ax.step(t, np.array([r.mem_limit for r in rec.ticks]) / MIB, where="post", color="tab:red", lw=2.2,
                 label="cap (hard limit)")
-        ax.step(t, np.array([r.mem_request for r in rec.ticks]) / MIB, where="post", color="tab:blue",
+        ax.step(t, np.array([r.mem_request for r in rec.ticks]) / MIB, where="post", color="tab:blue", lw=1,
                 label="share (soft limit)")
         ax.axhline(rec.static_mem / MIB, color="tab:orange", ls="--", lw=1,
                    label=f"static {rec.static_mem / MIB:.0f} MiB")

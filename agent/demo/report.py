@@ -109,7 +109,8 @@ def session_stats(rec: SessionRecord) -> dict:
         out[f"{res}_static"] = _sum_stats(np.full(times.shape, float(size)), dem)
     thr = np.array([r.throttled_ns for r in ticks], dtype=np.float64)
     thr = thr[np.isfinite(thr)]
-    out["throttled_s"] = float(max(0.0, thr[-1] - thr[0]) / 1e9) if thr.size >= 2 else 0.0
+    # None when the source has no throttling counter at all (dry-run: limits are not enforced)
+    out["throttled_s"] = None if thr.size == 0 else float(max(0.0, thr[-1] - thr[0]) / 1e9)
     out["oom_kills"] = int(max((r.oom_kills for r in ticks), default=0))
     out["wall_s"] = float(times[-1] - times[0]) if times.size >= 2 else 0.0
     out["changes"] = int(rec.changes)
@@ -124,7 +125,8 @@ def _summary(stats: dict) -> dict:
     wall_h, trace_h = stats["wall_s"] / 3600, stats["trace_s"] / 3600
     out["changes_per_hour"] = stats["changes"] / wall_h if wall_h > 0 else None
     out["changes_per_trace_hour"] = stats["changes"] / trace_h if trace_h > 0 else None
-    out["throttled_pct"] = 100 * stats["throttled_s"] / stats["wall_s"] if stats["wall_s"] > 0 else None
+    thr = stats["throttled_s"]
+    out["throttled_pct"] = 100 * thr / stats["wall_s"] if thr is not None and stats["wall_s"] > 0 else None
     return out
 
 
@@ -133,8 +135,10 @@ def build_report(records: list[SessionRecord], meta: dict | None = None) -> dict
     sessions = {s["name"]: _summary(s) for s in per}
     total_raw = {k: _pool([s[k] for s in per]) for k in
                  ("cpu_cap", "cpu_share", "mem_cap", "mem_share", "cpu_static", "mem_static")}
-    for k in ("ticks", "throttled_s", "oom_kills", "changes", "wall_s", "trace_s"):
+    for k in ("ticks", "oom_kills", "changes", "wall_s", "trace_s"):
         total_raw[k] = sum(s[k] for s in per)
+    throttled = [s["throttled_s"] for s in per if s["throttled_s"] is not None]
+    total_raw["throttled_s"] = sum(throttled) if throttled else None
     total = _summary(total_raw)
     # Per-hour figures of the total are per session-hour (summed wall time of all sessions).
     return {"meta": dict(meta or {}), "sessions": sessions, "total": total}
@@ -151,20 +155,35 @@ def _num(x: float | None, fmt: str = "{:.1f}") -> str:
     return "-" if x is None else fmt.format(x)
 
 
-COLUMNS = ("session", "CPU slack cap", "CPU slack share", "CPU slack static", "CPU under cap", "CPU under static",
-           "mem slack cap", "mem slack share", "mem slack static", "mem under static",
-           "throttled s", "OOM kills", "changes", "changes/trace h")
+CPU_COLUMNS = ("session", "slack cap", "slack share", "slack static", "under cap", "under static", "throttled s")
+CHANGE_COLUMNS = ("session", "limit changes", "per wall hour", "per trace hour")
+MEM_COLUMNS = ("session", "slack cap", "slack share", "slack static", "under cap", "under static", "OOM kills")
 
 
-def report_rows(report: dict) -> list[list[str]]:
-    rows = []
-    for name, s in list(report["sessions"].items()) + [("TOTAL", report["total"])]:
-        rows.append([name, _pct(s["cpu_cap"]["slack"]), _pct(s["cpu_share"]["slack"]),
-                     _pct(s["cpu_static"]["slack"]), _pct(s["cpu_cap"]["under"]), _pct(s["cpu_static"]["under"]),
-                     _pct(s["mem_cap"]["slack"]), _pct(s["mem_share"]["slack"]), _pct(s["mem_static"]["slack"]),
-                     _pct(s["mem_static"]["under"]), _num(s["throttled_s"]), str(s["oom_kills"]),
-                     str(s["changes"]), _num(s["changes_per_trace_hour"])])
-    return rows
+def _named(report: dict) -> list[tuple[str, dict]]:
+    return list(report["sessions"].items()) + [("TOTAL", report["total"])]
+
+
+def cpu_rows(report: dict) -> list[list[str]]:
+    return [[name, _pct(s["cpu_cap"]["slack"]), _pct(s["cpu_share"]["slack"]), _pct(s["cpu_static"]["slack"]),
+             _pct(s["cpu_cap"]["under"]), _pct(s["cpu_static"]["under"]), _num(s["throttled_s"])]
+            for name, s in _named(report)]
+
+
+def change_rows(report: dict) -> list[list[str]]:
+    return [[name, str(s["changes"]), _num(s["changes_per_hour"], "{:.0f}"), _num(s["changes_per_trace_hour"])]
+            for name, s in _named(report)]
+
+
+def mem_rows(report: dict) -> list[list[str]]:
+    return [[name, _pct(s["mem_cap"]["slack"]), _pct(s["mem_share"]["slack"]), _pct(s["mem_static"]["slack"]),
+             _pct(s["mem_cap"]["under"]), _pct(s["mem_static"]["under"]), str(s["oom_kills"])]
+            for name, s in _named(report)]
+
+
+def _md_table(columns: tuple[str, ...], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)] + ["| " + " | ".join(r) + " |"
+                                                                              for r in rows]
 
 
 def render_markdown(report: dict) -> str:
@@ -173,8 +192,9 @@ def render_markdown(report: dict) -> str:
     for k, v in meta.items():
         if not isinstance(v, (list, dict)):
             lines.append(f"- {k}: {v}")
-    lines += ["", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(r) + " |" for r in report_rows(report)]
+    lines += ["", "## CPU (cores)", ""] + _md_table(CPU_COLUMNS, cpu_rows(report))
+    lines += ["", "## Memory", ""] + _md_table(MEM_COLUMNS, mem_rows(report))
+    lines += ["", "## Limit changes", ""] + _md_table(CHANGE_COLUMNS, change_rows(report))
     scenario = meta.get("scenario") or []
     if scenario:
         lines += ["", "## Sessions replayed", "", "| session | trace steps | cpu scale | mem scale | static cpu | "
@@ -187,16 +207,27 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def render_table(report: dict):
+def _rich_table(title: str, columns: tuple[str, ...], rows: list[list[str]]):
     from rich.table import Table
 
-    table = Table(title="PSPE demo: agent limits vs demand (static = provisioned VM size, scaled)")
-    for c in COLUMNS:
+    table = Table(title=title)
+    for c in columns:
         table.add_column(c, justify="left" if c == "session" else "right")
-    rows = report_rows(report)
     for i, r in enumerate(rows):
         table.add_row(*r, style="bold" if i == len(rows) - 1 else None)
     return table
+
+
+def render_table(report: dict):
+    """Rich tables (CPU, memory, changes) in one renderable: each fits an 80-column terminal."""
+    from rich.console import Group
+
+    return Group(
+        _rich_table("CPU: agent limits vs demand (static = provisioned VM size, scaled)", CPU_COLUMNS,
+                    cpu_rows(report)),
+        _rich_table("Memory: agent limits vs demand", MEM_COLUMNS, mem_rows(report)),
+        _rich_table("Limit changes (total: per session-hour)", CHANGE_COLUMNS, change_rows(report)),
+    )
 
 
 def write_report(report: dict, out_dir: Path) -> tuple[Path, Path]:

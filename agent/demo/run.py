@@ -9,6 +9,7 @@ measured by their process trees instead of their cgroups.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -90,6 +91,10 @@ class DemoRun:
             self.ticklog.observe(report.t, sid, snap.cpu_used, snap.mem_used, snap.limits, throttled_ns=throttled,
                                  oom_kills=snap.oom_kills, changes=snap.changes)
         self.tick_ms.append(1000 * report.total_seconds)
+        if report.decisions:
+            with open(self.opts.out_dir / "decisions.jsonl", "a") as f:
+                for d in report.decisions:
+                    f.write(json.dumps(d.to_dict()) + "\n")
 
     def live_rows(self, report, now: float) -> list[LiveRow]:
         rows = []
@@ -174,7 +179,8 @@ class DemoRun:
         except ValueError as e:
             self.console.print(f"[yellow]no plot: {e}")
         self.console.print(render_table(report))
-        self.console.print(f"report: {md}\n        {js}" + (f"\nplot:   {png}" if png else ""))
+        self.console.print(f"report: {md}\n        {js}" + (f"\nplot:   {png}" if png else "")
+                           + f"\ndecisions: {self.opts.out_dir / 'decisions.jsonl'}")
         return report
 
 

@@ -80,7 +80,16 @@ def test_unknown_limits_and_unlimited_memory_are_left_out():
     s = build_report([rec])["sessions"]["vm-1"]
     assert s["cpu_cap"]["ticks"] == 1 and s["cpu_cap"]["slack"] == pytest.approx(0.5)
     assert s["mem_cap"]["ticks"] == 1 and s["mem_cap"]["slack"] == pytest.approx(0.5)
-    assert s["throttled_s"] == 0.0
+    assert s["throttled_s"] is None  # no counter in any tick
+
+
+def test_no_throttling_counter_reads_as_unknown():
+    rec = crafted()
+    rec.ticks = [tick(r.t, 2.0, 1.0, 200 * MB, 100 * MB, math.nan, 0) for r in rec.ticks]
+    rep = build_report([rec])
+    assert rep["sessions"]["vm-1"]["throttled_s"] is None and rep["total"]["throttled_s"] is None
+    assert rep["total"]["throttled_pct"] is None
+    assert "| vm-1 | 25% | 0% | 50% | 50% | 0% | - |" in render_markdown(rep)
 
 
 def test_demand_before_first_step_is_unknown():
@@ -103,7 +112,9 @@ def test_empty_session_gives_none_not_a_crash(tmp_path):
 def test_markdown_has_table_and_definitions():
     md = render_markdown(build_report([crafted()], meta={"backend": "cgroup-v1"}))
     assert "- backend: cgroup-v1" in md
-    assert "| vm-1 | 30% | 0% | 50% |" in md
+    assert "| vm-1 | 30% | 0% | 50% | 25% | 0% | 3.0 |" in md
+    assert "| vm-1 | 2 | 2400 | 16.0 |" in md
+    assert "| vm-1 | 30% | 0% | 60% | 25% | 0% | 1 |" in md
     assert "slack = sum(max(limit - demand, 0))" in md
 
 
