@@ -46,12 +46,15 @@ def sample_value(sample: Sample, name: str) -> float:
 
 
 def bucket_series(step_seconds: float, times: np.ndarray, series: Mapping[str, np.ndarray],
-                  names: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Fine samples -> one value per step that has samples (step start times, sorted).
+                  names: Sequence[str], fill_gaps: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Fine samples -> one value per step on the step grid (step start times, sorted).
 
     Derived metrics are summed per sample first, as the agent does. Names absent
     from `series` come back all missing (app metrics a session never reported).
-    Steps without any sample are left out; build_window treats them as missing.
+    Steps without any sample between the first and the last are missing (NaN)
+    rows, as in the agent's buffers, so index k is always k steps after the
+    first and a window ending at any index is the one the agent builds when that
+    step has just completed; fill_gaps=False leaves them out instead.
     """
     times = np.asarray(times, dtype=np.float64)
     order = np.argsort(times, kind="stable")
@@ -81,7 +84,24 @@ def bucket_series(step_seconds: float, times: np.ndarray, series: Mapping[str, n
                 agg = ref[first] + np.add.reduceat(np.where(nan, 0.0, v - ref), first) / n_valid
             agg[n_valid == 0] = np.nan
         out[name] = agg
+    if fill_gaps:
+        return _on_grid(starts[first], out, step_seconds)
     return starts[first], out
+
+
+def _on_grid(times: np.ndarray, out: dict[str, np.ndarray], step_seconds: float
+             ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    idx = np.rint((times - times[0]) / step_seconds).astype(np.int64)
+    if idx[-1] == idx.size - 1:
+        return times, out                    # no gap
+    grid = times[0] + np.arange(idx[-1] + 1) * step_seconds
+    grid[idx] = times                        # present steps keep their exact start times
+    filled = {}
+    for name, v in out.items():
+        col = np.full(grid.size, np.nan)
+        col[idx] = v
+        filled[name] = col
+    return grid, filled
 
 
 def _first_valid(v: np.ndarray, nan: np.ndarray, first: np.ndarray) -> np.ndarray:

@@ -138,6 +138,24 @@ def test_bucket_series_agrees_with_the_aggregator_on_the_same_samples():
     assert np.array_equal(got["mem_bytes"], exp["mem_bytes"], equal_nan=True)   # max is exact
 
 
+def test_bucket_series_puts_silent_steps_on_the_grid_as_the_aggregator_does():
+    t = np.array([1.0, 2.0, 45.0, 51.0, 62.0])
+    cpu = np.array([1.0, 3.0, 5.0, 7.0, 9.0])
+    times, out = bucket_series(10.0, t, {"cpu_cores": cpu, "mem_bytes": cpu}, ["cpu_cores", "mem_bytes"])
+    assert times.tolist() == [0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0]
+    np.testing.assert_array_equal(out["cpu_cores"], [2.0, NAN, NAN, NAN, 5.0, 7.0, 9.0])
+    a = agg(window=10)
+    for ti, c in zip(t, cpu):
+        a.add(s(ti, c, c))
+    a.advance(70.0)
+    series, agg_times = a.series()
+    np.testing.assert_array_equal(agg_times, times)
+    np.testing.assert_array_equal(series["cpu_cores"], out["cpu_cores"])
+    np.testing.assert_array_equal(series["mem_bytes"], [3.0, NAN, NAN, NAN, 5.0, 7.0, 9.0])
+    sparse_t, sparse = bucket_series(10.0, t, {"cpu_cores": cpu}, ["cpu_cores"], fill_gaps=False)
+    assert sparse_t.tolist() == [0.0, 40.0, 50.0, 60.0] and sparse["cpu_cores"].tolist() == [2.0, 5.0, 7.0, 9.0]
+
+
 def test_bucket_series_sorts_and_marks_absent_names_missing():
     t = np.array([25.0, 1.0, 12.0, 3.0])
     times, out = bucket_series(10.0, t, {"cpu_cores": np.array([4.0, 1.0, 2.0, 3.0])}, ["cpu_cores", "fps"])
