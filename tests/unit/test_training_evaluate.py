@@ -1,0 +1,64 @@
+"""Forecast-accuracy metrics, and `pspe-train evaluate` end to end on a small cut of real trace files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from agent.features import FeatureSpec
+from training.evaluate import AccuracySums
+from training.export import export
+from training.nets import build_net
+from tests.unit.training_cut import cut_bitbrains
+
+
+def test_accuracy_sums_wape_pinball_coverage():
+    acc = AccuracySums((1,), (0.5, 0.9), ("cpu_cores",))
+    y = np.array([[[1.0]], [[3.0]], [[np.nan]]])                        # [N, H, T]
+    q = np.array([[[[2.0], [2.0]]], [[[2.0], [4.0]]], [[[1.0], [1.0]]]])  # [N, H, Q, T]
+    acc.add(y, q)
+    r = acc.report()["cpu_cores"]
+    assert r["wape"][0] == pytest.approx((1 + 1) / 4)
+    assert r["coverage"]["0.5"][0] == pytest.approx(0.5) and r["coverage"]["0.9"][0] == 1.0
+    assert r["pinball"]["0.5"][0] == pytest.approx((0.5 * 1 + 0.5 * 1) / 4)
+    assert r["n"] == [2]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    spec = FeatureSpec()
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("m") / "forecaster.onnx"
+    export(build_net(spec).eval(), spec, path, np.zeros((2, spec.window, spec.n_features), np.float32))
+    return path
+
+
+def test_evaluate_command_on_a_cut_prints_the_json_last(tmp_path, tiny_model, capsys):
+    from training.cli import main
+
+    cut = cut_bitbrains(tmp_path / "unseen", vms=("5", "6", "7"), rows=500)
+    (cut / "broken.csv").write_text("not a trace\n")
+    rc = main(["evaluate", "--traces", str(cut), "--model", str(tiny_model), "--json", "--origin-stride", "24",
+               "--host-size", "2"])
+    assert rc == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    summary = json.loads(out[-1])
+    assert summary["series"] == 3 and summary["model"] == "model"
+    assert set(summary["policies"]) == {"model", "vpa", "window_peak", "last_value", "ewma", "static"}
+    for p in summary["policies"].values():
+        assert set(p) >= {"cpu_slack", "cpu_under", "cpu_deficit", "mem_slack", "oom_kills", "changes_per_hour"}
+        assert 0 <= p["cpu_slack"] <= 1 and 0 <= p["cpu_under"] <= 1
+    assert summary["policies"]["static"]["changes_per_hour"] == 0
+    assert set(summary["forecast"]) >= {"model", "last_value", "ewma", "seasonal_naive", "autoets", "vpa"}
+    f = summary["forecast"]["ewma"]
+    assert f["wape_5min"] > 0 and set(f["coverage"]) == {"0.5", "0.9", "0.99"}
+    assert any("policy" in line for line in out)   # the table came first
+
+
+def test_evaluate_refuses_an_empty_directory(tmp_path, tiny_model):
+    from training.cli import main
+
+    assert main(["evaluate", "--traces", str(tmp_path), "--model", str(tiny_model)]) == 2

@@ -1,0 +1,109 @@
+"""pspe-train: the training pipeline's commands (one small function per subcommand)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DEFAULT_TRAIN = SHARED_DATA / "bitbrains-rnd" / "2013-7"
+DEFAULT_VAL = SHARED_DATA / "bitbrains-rnd" / "2013-8"
+
+
+# ---- fit --------------------------------------------------------------------
+
+def add_fit_parser(sub) -> None:
+    p = sub.add_parser("fit", help="train the forecaster, export ONNX (+ provenance), log to MLflow if set")
+    p.add_argument("--train", default=str(DEFAULT_TRAIN), help="Bitbrains-format directory to train on")
+    p.add_argument("--val", default=str(DEFAULT_VAL), help="directory to select on (early stopping)")
+    p.add_argument("--out", default="", help="ONNX path (default: the agent's bundled agent/models/forecaster.onnx)")
+    p.add_argument("--cell", choices=("gru", "lstm"), default="gru")
+    p.add_argument("--hidden", type=int, default=48)
+    p.add_argument("--max-epochs", type=int, default=10)
+    p.add_argument("--max-minutes", type=float, default=6.0)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--limit", type=int, default=None, help="use only the first N series of each directory")
+    p.add_argument("--fast-dev-run", action="store_true")
+    p.add_argument("--tracking-uri", default="", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
+    p.set_defaults(func=cmd_fit)
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from training.fit import DEFAULT_OUT, FitConfig, fit
+    from training.registry import tracking_uri
+
+    cfg = FitConfig(train_dir=args.train, val_dir=args.val, out=args.out or str(DEFAULT_OUT), cell=args.cell,
+                    hidden=args.hidden, max_epochs=args.max_epochs, max_minutes=args.max_minutes, seed=args.seed,
+                    threads=args.threads, limit=args.limit, fast_dev_run=args.fast_dev_run,
+                    tracking_uri=tracking_uri(args.tracking_uri))
+    prov = fit(cfg)
+    print(json.dumps({"model": cfg.out, "metrics": prov["metrics"], "registry_version": prov.get("registry_version")}))
+    return 0
+
+
+# ---- evaluate ---------------------------------------------------------------
+
+def add_evaluate_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="forecast accuracy and replay figures, model vs every baseline")
+    p.add_argument("--traces", required=True, help="directory of Bitbrains-format files (*.csv, *.csv.gz)")
+    p.add_argument("--model", default="", help="ONNX model (default: the bundled one)")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object, last line")
+    p.add_argument("--limit", type=int, default=None, help="first N files only")
+    p.add_argument("--days", type=float, default=None, help="first N days of each file only")
+    p.add_argument("--origin-stride", type=int, default=36, help="steps between forecast origins")
+    p.add_argument("--host-size", type=int, default=16, help="sessions per replayed host")
+    p.add_argument("--no-ets", action="store_true", help="skip the AutoETS baseline (slowest)")
+    p.add_argument("--full-json", default="", help="also write everything (per horizon, totals) to this file")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+
+    from training.evaluation_run import EvalOptions, evaluate_dir, format_table, json_summary
+
+    opts = EvalOptions(traces=args.traces, model_path=args.model, limit=args.limit, days=args.days,
+                       origin_stride=args.origin_stride, host_size=args.host_size, ets=not args.no_ets)
+    err = Console(stderr=True)
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=err) as bar:
+        task = bar.add_task("series", total=None)
+        result = evaluate_dir(opts, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    for line in result.get("skipped", []):
+        err.print(f"skipped {line}")
+    print(format_table(result))
+    if args.full_json:
+        Path(args.full_json).write_text(json.dumps(result, indent=1, default=float))
+    if args.json:
+        print(json.dumps(json_summary(result)))
+    return 0
+
+
+# ---- main -------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pspe-train", description="PSPE training pipeline")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_fit_parser(sub)
+    add_evaluate_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except FileNotFoundError as e:
+        print(f"pspe-train: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
