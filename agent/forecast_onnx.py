@@ -208,17 +208,17 @@ class OnnxForecaster:
         return ok
 
     def _run(self, batch, to_run, answers, reasons, cache) -> None:
-        x, scale = build_batch(self.spec, [batch[i].steps.series() for i in to_run])
-        try:
+        try:  # whatever goes wrong here costs this tick's model answers, never the tick
+            x, scale = build_batch(self.spec, [batch[i].steps.series() for i in to_run])
             (y,) = self.model.session.run(["q"], {"x": x})
             self.runs_total += 1
+            central, upper = reduce_output(self.spec, unscale(self.spec, y.astype(np.float64), scale),
+                                           self.central_q, self.upper_q, self.lookahead_steps)
         except Exception:
             self.log.exception("model %s failed on a batch of %d", self.source, len(to_run))
             for i in to_run:
                 reasons[i] = "error"
             return
-        central, upper = reduce_output(self.spec, unscale(self.spec, y.astype(np.float64), scale),
-                                       self.central_q, self.upper_q, self.lookahead_steps)
         c, m = (self.spec.targets.index(t) for t in REQUIRED_TARGETS)
         table = np.stack([central[:, c], upper[:, c], central[:, m], upper[:, m]], axis=1)
         good = (np.isfinite(y).all(axis=(1, 2, 3)) & np.isfinite(table).all(axis=1)).tolist()

@@ -140,3 +140,13 @@ def test_the_benchmark_helper_reports_microseconds_per_session(tmp_path):
     for key in ("run_us_per_session", "step_tick_us_per_session", "cached_tick_us_per_session"):
         assert 0 < out[key] < 10_000, out
     assert f.fallbacks_total == 0
+
+
+def test_the_agent_side_imports_nothing_heavy():
+    import subprocess
+    import sys
+    code = ("import sys, agent.features, agent.downsample, agent.forecast, agent.forecast_heuristic, "
+            "agent.forecast_onnx; heavy = [m for m in ('torch', 'lightning', 'mlflow', 'airflow', 'onnx') "
+            "if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr

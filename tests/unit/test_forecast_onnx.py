@@ -219,6 +219,18 @@ def test_a_failing_run_falls_back_for_the_whole_tick(model_path, caplog):
     assert f.fallbacks == {"error": 2} and "boom" in caplog.text
 
 
+def test_an_output_of_the_wrong_shape_at_runtime_is_an_error_fallback(model_path):
+    f = OnnxForecaster(model_path)
+
+    class Shrunk:
+        def run(self, names, feeds):
+            return [np.zeros((feeds["x"].shape[0], 1, 1, 1), np.float32)]
+
+    f.model = dataclasses.replace(f.model, session=Shrunk())
+    (s,) = sessions_with_steps(SPEC, [(1.0, GIB)], 4)
+    assert f.predict(40.0, [s.input])[0].source == "heuristic" and f.fallbacks == {"error": 1}
+
+
 def test_sessions_whose_steps_do_not_fit_the_spec_get_the_heuristic(model_path):
     f = OnnxForecaster(model_path)
     other = FakeSession("other", FeatureSpec(window=4, step_seconds=60.0))
@@ -246,3 +258,9 @@ def test_the_step_can_be_overridden_for_time_compressed_replay(model_path):
     fast.run(0, 9, 1.0, GIB)
     (p,) = f.predict(8.0, [fast.input])
     assert p.source == f.source
+
+
+def test_the_committed_fixture_models_load_with_their_specs():
+    from tests.fixtures.models.make_models import FIXTURES, HERE
+    for name, spec in FIXTURES.items():
+        assert load_model(HERE / name).spec == spec, name
