@@ -66,6 +66,11 @@ class DemoRun:
     tick_ms: list[float] = field(default_factory=list)
 
     @property
+    def enforced(self) -> bool:
+        """False under the dry-run backend: no limit is enforced, no throttling exists."""
+        return not self.agent.backend.startswith("dry-run")
+
+    @property
     def manager(self):
         return self.agent.manager
 
@@ -86,8 +91,7 @@ class DemoRun:
         runtimes = self.agent.loop.runtimes
         for sid, snap in report.sessions.items():
             rt = runtimes.get(sid)
-            enforced = rt is not None and not self.agent.backend.startswith("dry-run")
-            throttled = float(rt.throttled_ns_total) if enforced else math.nan
+            throttled = float(rt.throttled_ns_total) if rt is not None and self.enforced else math.nan
             self.ticklog.observe(report.t, sid, snap.cpu_used, snap.mem_used, snap.limits, throttled_ns=throttled,
                                  oom_kills=snap.oom_kills, changes=snap.changes)
         self.tick_ms.append(1000 * report.total_seconds)
@@ -108,7 +112,7 @@ class DemoRun:
                 cpu_cap=lim.cpu_limit if lim else math.nan, cpu_share=lim.cpu_request if lim else math.nan,
                 mem_demand=float(mem_d[0]), mem_used=float(snap.mem_used) if snap else math.nan,
                 mem_cap=float(lim.mem_limit) if lim else math.nan,
-                throttled_pct=100 * snap.throttled if snap else math.nan, oom_kills=snap.oom_kills if snap else 0,
+                throttled_pct=100 * snap.throttled if snap and self.enforced else math.nan, oom_kills=snap.oom_kills if snap else 0,
                 changes=snap.changes if snap else self.ticklog.changes.get(plan.name, 0),
                 ended=snap is None and plan.name in self.started))
         return rows
@@ -223,7 +227,9 @@ def run_demo(plans: list[SessionPlan], opts: DemoOptions, console, meta: dict) -
     console.print(f"backend {agent.backend}, forecaster {agent.forecaster.describe()}, "
                   f"{len(plans)} sessions, {opts.minutes:g} min, 1 trace step (300 s) = {opts.step_seconds:g} s")
     run = DemoRun(plans, opts, agent, console)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    # Ctrl-C and SIGTERM end the run early but never skip the clean-up (SIGINT may arrive ignored
+    # when the demo was started in the background, so it is set explicitly).
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         run.start_sessions()
         run.tick_loop()
@@ -231,7 +237,12 @@ def run_demo(plans: list[SessionPlan], opts: DemoOptions, console, meta: dict) -
         run.interrupted = True
         console.print("[yellow]interrupted: stopping the sessions and reporting what ran")
     finally:
-        run.stop_sessions()
-        signal.signal(signal.SIGTERM, previous)
+        for sig in previous:  # a second signal must not cut the clean-up short
+            signal.signal(sig, signal.SIG_IGN)
+        try:
+            run.stop_sessions()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     meta = dict(meta, backend=agent.backend, forecaster=str(agent.forecaster.describe()), notes=agent.notes)
     return run.finish(meta)
