@@ -176,6 +176,8 @@ class ModelHolder:
         return cur if isinstance(cur, WindowQuantileForecaster) else cur.fallback
 
 
+# Optional [forecast] keys read when the config declares them: lookahead_steps, step_seconds
+# (a time-compressed demo's step), model_sha256. Absent, the defaults here apply.
 def _lookahead(cfg: Config) -> int:
     return int(getattr(cfg.forecast, "lookahead_steps", 0) or DEFAULT_LOOKAHEAD_STEPS)
 
@@ -201,6 +203,7 @@ def load_forecaster(path_or_empty: str, cfg: Config, log: logging.Logger) -> For
         path = str(BUNDLED_MODEL)
     try:
         model = OnnxForecaster(path, cfg.policy.central_quantile, cfg.policy.upper_quantile, fallback=heuristic,
+                               expected_sha256=getattr(cfg.forecast, "model_sha256", "") or None,
                                lookahead_steps=_lookahead(cfg), threads=cfg.forecast.threads,
                                step_seconds=_step_override(cfg), log=log)
     except ModelRejected as e:
