@@ -64,7 +64,8 @@ def discover_v1_layout(root: Path | str) -> V1Layout:
             if controller in entry.split(",") and (root / entry).is_dir():
                 mounts[controller] = str(root / entry)
                 break
-    psi = [mounts[c] for c in ("cpuacct", "cpu") if c in mounts and os.path.exists(f"{mounts[c]}/cpu.pressure")]
+    psi = [mounts[c] for c in ("cpuacct", "cpu")
+           if c in mounts and os.path.exists(f"{mounts[c]}/cpu.pressure")]
     if (root / "unified" / "cpu.pressure").exists():
         psi.append(str(root / "unified"))
     return V1Layout(mounts=mounts, psi_mounts=tuple(dict.fromkeys(psi)))

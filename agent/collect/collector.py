@@ -45,8 +45,8 @@ class Collector:
         self._layout = discover_v1_layout(cgroup_root) if version == "v1" else None
         self._host_netns = read_host_netns(procfs_root)
         if keep_open is None:
-            probe = next(iter(self._layout.mounts.values()), self.cgroup_root) if self._layout else self.cgroup_root
-            keep_open = on_pseudo_fs(probe)
+            mounts = list(self._layout.mounts.values()) if self._layout else []
+            keep_open = on_pseudo_fs(mounts[0] if mounts else self.cgroup_root)
         self._files = OpenFiles(fd_budget()) if keep_open else None
         self._read = self._files.read if self._files is not None else read_text
         self._last_cgroups: set[str] = set()

@@ -39,7 +39,8 @@ def flat_keyed_value(text: str, key: str) -> int | None:
 
 
 def parse_cpu_stat(text: str) -> dict[str, int]:
-    """cpu.stat: v1 has nr_periods, nr_throttled, throttled_time (ns); v2 adds usage_usec and throttled_usec."""
+    """cpu.stat: v1 has nr_periods, nr_throttled, throttled_time (ns);
+    v2 has usage_usec, and throttled_usec with the cpu controller."""
     return parse_flat_keyed(text)
 
 

@@ -10,7 +10,8 @@ from agent.collect.cgroup_v1 import parse_blkio
 from agent.collect.cgroup_v2 import parse_io_stat
 from agent.collect.fsread import parse_int, read_int, read_text
 from agent.collect.parse import (
-    parse_cpu_stat, parse_flat_keyed, parse_procs, parse_psi, psi_total, working_set,
+    flat_keyed_value, parse_cpu_stat, parse_flat_keyed, parse_procs, parse_psi, parse_psi_totals, psi_total,
+    working_set,
 )
 from agent.collect.procfs import parse_cpuinfo_count, parse_meminfo, parse_net_dev, parse_ns_link
 
@@ -85,10 +86,34 @@ def test_psi_without_full_line_gives_none_for_full():
     assert psi_total(psi, "full") is None
 
 
-@pytest.mark.parametrize("bad", ["sum avg10=0.00 total=1", "some avg10 total=1", "some avg10=0.1", "some total=x"])
+@pytest.mark.parametrize("bad", ["sum avg10=0.00 total=1", "some avg10 total=1", "some avg10=0.1",
+                                 "some total=x"])
 def test_psi_rejects_malformed_lines(bad):
     with pytest.raises(ValueError):
         parse_psi(bad)
+    if bad != "some avg10 total=1":  # the totals-only fast path does not look at the averages
+        with pytest.raises(ValueError):
+            parse_psi_totals(bad)
+
+
+def test_psi_totals_fast_path_agrees_with_the_full_parser():
+    for name in ("cpu", "memory", "io"):
+        body = text(PROC / "pressure" / name)
+        full = parse_psi(body)
+        assert parse_psi_totals(body) == (psi_total(full, "some"), psi_total(full, "full"))
+    assert parse_psi_totals("some avg10=0.00 avg60=0.00 avg300=0.00 total=17\n") == (17, None)
+
+
+def test_flat_keyed_value_looks_up_whole_keys_only():
+    stat = text(V1 / "memory" / "pspe-fixture" / "memory.stat")
+    assert flat_keyed_value(stat, "total_inactive_file") == 12582912
+    assert flat_keyed_value(stat, "inactive_file") == parse_flat_keyed(stat)["inactive_file"]
+    assert flat_keyed_value(stat, "cache") == parse_flat_keyed(stat)["cache"]  # first line
+    assert flat_keyed_value("low 0\nhigh 1\noom 2\noom_kill 3\noom_group_kill 4", "oom_kill") == 3
+    assert flat_keyed_value("oom 2\n", "oom_kill") is None
+    assert flat_keyed_value("a 1\nb 2", "b") == 2  # no trailing newline
+    with pytest.raises(ValueError):
+        flat_keyed_value("oom_kill many\n", "oom_kill")
 
 
 # --- procs, single values, working set ----------------------------------------------------------
