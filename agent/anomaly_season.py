@@ -1,0 +1,72 @@
+"""Seasonality: find a metric's period from its own past, and how far a value is from its phase (pure).
+
+The period is the strongest local peak of the autocorrelation (FFT, bias
+corrected) between `min_period` and the longest lag whose cycles fit the
+history; it is accepted only above `min_acf`. The seasonal error of a value is
+the median over the last `cycles` cycles of its distance to the closest value
+within +-jitter ticks of the same phase, so one odd past cycle or a phase that
+slips a tick does not raise it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+PEAK_RATIO = 0.9
+
+
+def find_periods(history: np.ndarray, min_period: int, max_period: int, min_acf: float) -> np.ndarray:
+    """history (n_slots, n) oldest first, NaN for missing -> period per slot (0: none)."""
+    n_slots, n = history.shape
+    out = np.zeros(n_slots, dtype=np.int64)
+    max_period = min(max_period, n // 2)
+    if n_slots == 0 or max_period <= min_period + 2:
+        return out
+    ok = np.isfinite(history)
+    cnt = ok.sum(axis=1)
+    mean = np.where(cnt > 0, np.where(ok, history, 0.0).sum(axis=1) / np.maximum(cnt, 1), 0.0)
+    y = np.where(ok, history - mean[:, None], 0.0)     # a missing value counts as the mean
+    var = (y * y).sum(axis=1)
+    m = 1 << int(np.ceil(np.log2(2 * n)))
+    spec = np.fft.rfft(y, m, axis=1)
+    ac = np.fft.irfft(spec * np.conj(spec), m, axis=1)[:, :n]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ac = ac / var[:, None] * (n / np.maximum(n - np.arange(n), 1))[None, :]
+    seg = ac[:, min_period: max_period + 1]
+    peak = (seg[:, 1:-1] >= seg[:, :-2]) & (seg[:, 1:-1] >= seg[:, 2:])
+    inner = np.where(peak, seg[:, 1:-1], -np.inf)
+    top = inner.max(axis=1)
+    # The shortest lag nearly as strong as the best: a multiple of the period peaks as high.
+    best = np.argmax(inner >= PEAK_RATIO * top[:, None], axis=1)
+    best_acf = inner[np.arange(n_slots), best]
+    accept = (var > 0) & np.isfinite(best_acf) & (best_acf >= min_acf)
+    out[accept] = best[accept] + 1 + min_period
+    return out
+
+
+def seasonal_error(ring: list[float], pos: int, x: float, period: int, cycles: int, jitter: int) -> float:
+    """Seasonal error of x against a ring of past values whose next write is at `pos`.
+
+    The caller checks that the ring holds at least cycles * period + jitter past
+    values. NaN when every candidate of every cycle is missing.
+    """
+    cap = len(ring)
+    per_cycle = []
+    for k in range(1, cycles + 1):
+        best = math.inf
+        centre = pos - k * period
+        for j in range(-jitter, jitter + 1):
+            d = abs(x - ring[(centre + j) % cap])
+            if d < best:                    # NaN compares False: a missing value is skipped
+                best = d
+        if best < math.inf:
+            per_cycle.append(best)
+    if not per_cycle:
+        return math.nan
+    per_cycle.sort()
+    n = len(per_cycle)
+    h = n // 2
+    return per_cycle[h] if n % 2 else 0.5 * (per_cycle[h - 1] + per_cycle[h])

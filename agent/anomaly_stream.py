@@ -1,0 +1,173 @@
+"""Streaming anomaly score of one metric, from its past only (pure, plain floats).
+
+Each tick the metric gets one value (NaN when missing) and a score in [0, 1]
+computed before the value joins the history:
+
+1. level: robust z of the value against the median / MAD of the last
+   `baseline_ticks` values (the scale floored at a share of their range), as a
+   raw score 1 - exp(-z / raw_scale);
+2. seasonal: once a period is known (set from outside, see anomaly_score), the
+   seasonal error over its own median, as a raw score the same way;
+3. learned (optional): a forecast residual over the predicted spread;
+4. each raw score goes through its own likelihood layer (anomaly_likelihood),
+   which makes scores comparable across metrics and series;
+5. the spatial check (HTM's) scores 1 for a value beyond the range seen so far
+   by more than spatial_tol x that range;
+6. the score is the max of these; after it reaches `alert_score` the metric is
+   quiet for `refractory_ticks` (one alert per event, NAB counts only the first
+   detection in a window and every later one outside it as a false positive).
+"""
+
+from __future__ import annotations
+
+import math
+
+from agent.anomaly_likelihood import Likelihood
+from agent.anomaly_params import AnomalyParams
+from agent.anomaly_season import seasonal_error
+from agent.anomaly_window import SortedWindow
+
+NAN = math.nan
+
+
+class MetricStream:
+    __slots__ = ("p", "ring", "cap", "ticks", "window", "med", "scale", "level", "season", "learned",
+                 "period", "e_ring", "e_scale", "lo", "hi", "valid", "last_alert", "last_score",
+                 "last_raw_score", "last_spatial", "_neg_inv_k")
+
+    def __init__(self, params: AnomalyParams) -> None:
+        p = self.p = params
+        self.cap = p.season_history
+        self.ring: list[float] = [NAN] * self.cap
+        self.ticks = 0
+        self.window = SortedWindow()
+        self.med = NAN
+        self.scale = NAN
+        self.level = Likelihood(p.short_ticks, p.long_ticks, p.learn_ticks, p.min_spread)
+        self.season = Likelihood(p.short_ticks, p.long_ticks, p.learn_ticks, p.min_spread)
+        self.learned: Likelihood | None = None
+        self.period = 0
+        self.e_ring: list[float] = [NAN] * p.season_scale_ticks
+        self.e_scale = NAN
+        self.lo = math.inf
+        self.hi = -math.inf
+        self.valid = 0
+        self.last_alert = -(10**9)
+        self.last_score = 0.0
+        self.last_raw_score = 0.0
+        self.last_spatial = False
+        self._neg_inv_k = -1.0 / p.raw_scale
+
+    # -- history ---------------------------------------------------------------
+    def recent(self, n: int) -> list[float]:
+        """The last n values, oldest first (NaN where missing), this tick's included."""
+        n = min(n, self.ticks, self.cap)
+        if n <= 0:
+            return []
+        pos = self.ticks % self.cap
+        start = pos - n
+        if start >= 0:
+            return self.ring[start:pos]
+        return self.ring[start:] + self.ring[:pos]
+
+    def history(self) -> list[float]:
+        return self.recent(self.cap)
+
+    def _refresh_scale(self) -> None:
+        w = self.window
+        if len(w) < 10:
+            self.scale = NAN
+            return
+        m = w.median()
+        floor = self.p.scale_floor * w.span()
+        self.scale = max(1.4826 * w.mad(m), floor, 1e-9)
+
+    def _refresh_season_scale(self) -> None:
+        p = self.p
+        es = [v for v in self.e_ring if v == v]     # the ring holds exactly the last season_scale_ticks
+        if len(es) < 50:
+            self.e_scale = NAN
+            return
+        es.sort()
+        h = len(es) // 2
+        med = es[h] if len(es) % 2 else 0.5 * (es[h - 1] + es[h])
+        vals = [v for v in self.recent(p.season_scale_ticks) if v == v]
+        span = (max(vals) - min(vals)) if vals else 0.0
+        self.e_scale = max(med, p.scale_floor * span, 1e-9)
+
+    # -- one tick --------------------------------------------------------------
+    def update(self, x: float, learned_z: float | None = None) -> float:
+        """Score x (NaN: missing) from the past, then add it to the history; returns the score."""
+        p = self.p
+        t = self.ticks
+        ok = x == x
+        if t % p.baseline_refresh == 0:
+            self._refresh_scale()
+        if self.period and t % p.season_scale_refresh == 0:
+            self._refresh_season_scale()
+        nik = self._neg_inv_k
+        # 1. level (the median is exact every tick; the MAD is refreshed every few ticks)
+        med = self.window.median() if len(self.window) >= 10 else NAN
+        self.med = med
+        raw = None
+        if ok and med == med and self.scale == self.scale:
+            raw = 1.0 - math.exp(abs(x - med) / self.scale * nik)
+        score = self.level.update(raw)
+        # 2. seasonal
+        e = NAN
+        raw = None
+        if self.period and ok and t >= p.season_cycles * self.period + p.season_jitter:
+            e = seasonal_error(self.ring, t % self.cap, x, self.period, p.season_cycles, p.season_jitter)
+            if e == e and self.e_scale == self.e_scale:
+                raw = 1.0 - math.exp(e / self.e_scale * nik)
+        if self.period or self.season.ticks:       # the seasonal clock starts with the first period
+            s = self.season.update(raw)
+            if s > score:
+                score = s
+        # 3. learned residual
+        if learned_z is not None or self.learned is not None:
+            if self.learned is None:
+                self.learned = Likelihood(p.short_ticks, p.long_ticks, p.learn_ticks, p.min_spread)
+            raw = None if learned_z is None or learned_z != learned_z else 1.0 - math.exp(abs(learned_z) * nik)
+            s = self.learned.update(raw)
+            if s > score:
+                score = s
+        # 4. spatial
+        spatial = False
+        if ok and self.valid >= p.spatial_warmup:
+            span = self.hi - self.lo
+            if span > 0.0:
+                tol = p.spatial_tol * span
+                spatial = x > self.hi + tol or x < self.lo - tol
+        if spatial:
+            score = 1.0
+        elif not ok:
+            score = 0.0
+        self._push(t, x, e, ok)
+        self.last_raw_score = score
+        self.last_spatial = spatial
+        if t - self.last_alert < p.refractory_ticks:
+            score = 0.0
+        elif score >= p.alert_score:
+            self.last_alert = t
+        self.last_score = score
+        return score
+
+    def _push(self, t: int, x: float, e: float, ok: bool) -> None:
+        """Only now does x join the history: nothing above saw it."""
+        p = self.p
+        pos = t % self.cap
+        if t >= p.baseline_ticks:
+            leaving = self.ring[(t - p.baseline_ticks) % self.cap]
+            if leaving == leaving:
+                self.window.remove(leaving)
+        self.ring[pos] = x
+        self.e_ring[t % p.season_scale_ticks] = e
+        if ok:
+            self.window.add(x)
+            if x < self.lo:
+                self.lo = x
+            if x > self.hi:
+                self.hi = x
+            self.valid += 1
+        self.ticks = t + 1
