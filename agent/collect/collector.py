@@ -43,6 +43,8 @@ class Collector:
         # Failed reads by source name ("cgroup_v1/cpu.stat", "procfs/net_dev", ...): a bounded set.
         self.errors_total: dict[str, int] = {}
         self._layout = discover_v1_layout(cgroup_root) if version == "v1" else None
+        if self._layout is not None and not self._layout.mounts:
+            raise ValueError(f"no cgroup v1 hierarchy (cpu, cpuacct, memory, blkio) under {cgroup_root}")
         self._host_netns = read_host_netns(procfs_root)
         if keep_open is None:
             mounts = list(self._layout.mounts.values()) if self._layout else []

@@ -86,9 +86,11 @@ def test_v2_collector_and_auto_detection():
     assert Collector("auto", V1, PROC).version == "v1"
 
 
-def test_bad_version_is_a_clear_error():
+def test_bad_version_or_root_is_a_clear_error():
     with pytest.raises(ValueError, match="cgroup version"):
         Collector("v3", V1, PROC)
+    with pytest.raises(ValueError, match="no cgroup v1 hierarchy"):
+        Collector("v1", V2, PROC)  # a v2 tree read as v1 would give empty readings forever
 
 
 def test_host_pressure_through_the_collector(tmp_path):
