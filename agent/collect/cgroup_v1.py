@@ -15,9 +15,9 @@ cgroup2 hierarchy, so on a hybrid host the session's directory in the
 `unified` mount carries them; kernels patched for v1 PSI put them in the v1
 directory. Both are read when their mount root has cpu.pressure.
 
-Block I/O counters live in blkio.throttle.*; note that since Linux 6.9 the
-kernel only counts them on a disk that has had a throttle rule set (by anyone),
-before that they read "Total 0".
+Block I/O counters live in blkio.throttle.*. Recent kernels set blk-throttle up
+per disk lazily and only count on a disk that has had a throttle rule (any
+cgroup's); until then the files read "Total 0" (seen on this host's 6.18).
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def _memory_oom(read: Read, d: str, out: CgroupRead) -> None:
 def _read_blkio(read: Read, d: str, name: str) -> tuple[int, int]:
     try:
         return parse_blkio(read(f"{d}/blkio.throttle.{name}_recursive"))
-    except FileNotFoundError:  # kernels before 4.x only have the non-recursive file
+    except FileNotFoundError:  # older kernels only have the non-recursive file
         return parse_blkio(read(f"{d}/blkio.throttle.{name}"))
 
 

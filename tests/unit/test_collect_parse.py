@@ -158,7 +158,7 @@ def test_blkio_sums_devices_and_accepts_an_idle_cgroup():
     two = ("8:0 Read 10\n8:0 Write 20\n8:0 Sync 30\n8:0 Async 0\n8:0 Discard 0\n8:0 Total 30\n"
            "254:0 Read 1\n254:0 Write 2\n254:0 Total 3\nTotal 33\n")
     assert parse_blkio(two) == (11, 22)
-    assert parse_blkio("Total 0\n") == (0, 0)  # what a disk without a throttle rule shows since 6.9
+    assert parse_blkio("Total 0\n") == (0, 0)  # a disk that never had a throttle rule
 
 
 @pytest.mark.parametrize("bad", ["8:0 Read ten\n", "8:0 Read 1 2\n", "Totl 3\n", "8:0 Sync x\n"])
