@@ -90,25 +90,25 @@ class SessionSample(msgspec.Struct, frozen=True, array_like=True):
 
 
 class MetricProfile(msgspec.Struct, frozen=True):
-    count: int
+    """One metric over a finished session; the same keys as agent/profile.py's summary."""
+
     mean: float
     p50: float
     p90: float
-    p95: float
     p99: float
     peak: float
-    growth_per_hour: float   # least-squares slope over the session, units per hour
-    burstiness: float        # p99 / p50 (1 = flat); NaN when p50 is 0
+    growth_per_s: float = 0.0    # least-squares slope, units per second
+    burstiness: float = 1.0      # p99 / p50 (1 = flat; inf when the median is 0)
 
 
 class SessionProfile(msgspec.Struct, frozen=True):
     duration_s: float
     samples: int
     metrics: dict[str, MetricProfile]
-    limits_last: LimitsMsg | None = None
-    limits_max: LimitsMsg | None = None
+    final_limits: LimitsMsg | None = None
     labels: dict[str, str] = {}
     oom_kills: int = 0
+    limit_changes: int = 0
 
 
 # ---- telemetry (agent -> centre) ----------------------------------------------------------
@@ -289,6 +289,21 @@ def decision_record(host: str, decision: Decision) -> DecisionRecord:
         host=host, t=decision.t, session_id=decision.session_id,
         old=LimitsMsg.of(decision.old) if decision.old else None, new=LimitsMsg.of(decision.new),
         reasons=list(decision.reasons), applied=decision.applied, errors=list(decision.errors),
+    )
+
+
+def session_profile(d: Mapping) -> SessionProfile:
+    """agent/profile.py's build_profile() dict as a typed profile (unknown keys ignored)."""
+    metrics = {
+        name: MetricProfile(**{k: float(v) for k, v in m.items() if k in MetricProfile.__struct_fields__})
+        for name, m in (d.get("metrics") or {}).items()
+    }
+    limits = d.get("final_limits")
+    return SessionProfile(
+        duration_s=float(d.get("duration_s", 0.0)), samples=int(d.get("samples", 0)), metrics=metrics,
+        final_limits=LimitsMsg.of(Limits.from_dict(limits)) if limits else None,
+        labels={str(k): str(v) for k, v in (d.get("labels") or {}).items()},
+        oom_kills=int(d.get("oom_kills", 0)), limit_changes=int(d.get("limit_changes", 0)),
     )
 
 

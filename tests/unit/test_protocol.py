@@ -15,8 +15,8 @@ LIM = Limits(cpu_request=0.5, cpu_limit=1.0, mem_request=256 << 20, mem_limit=51
 def _all_messages():
     prof = p.SessionProfile(
         duration_s=60.0, samples=60,
-        metrics={"cpu_cores": p.MetricProfile(60, 0.4, 0.4, 0.6, 0.7, 0.9, 1.0, 0.01, 2.25)},
-        limits_last=p.LimitsMsg.of(LIM), limits_max=p.LimitsMsg.of(LIM), labels={"app": "web"}, oom_kills=1)
+        metrics={"cpu_cores": p.MetricProfile(0.4, 0.4, 0.6, 0.9, 1.0, 0.01, 2.25)},
+        final_limits=p.LimitsMsg.of(LIM), labels={"app": "web"}, oom_kills=1)
     return [
         p.HostSamples(host="h1", seq=1, t=10.0, interval_s=1.0, metrics=["cpu_cores"],
                       sessions=[p.SessionSample("s1", [0.5], 0, {"fps": 59.0})]),
@@ -108,3 +108,22 @@ def test_builders_convert_agent_types_and_seq_is_set_later():
     assert rec.seq == 0 and rec.new.to_limits() == LIM and rec.errors == ["EBUSY"]
     assert p.with_seq(rec, 42).seq == 42
     assert p.BoundsMsg.of(Bounds()).to_bounds() == Bounds()
+
+
+def test_session_profile_takes_the_agents_profile_dict():
+    import numpy as np
+
+    from agent.profile import build_profile
+    from agent.state import SessionState
+
+    state = SessionState("s1", 16, started_at=0.0)
+    for i in range(10):
+        state.push(Sample(t=float(i + 1), values={"cpu_cores": 0.1 * i, "mem_bytes": 1e6}))
+    d = build_profile(state, LIM, {"app": "web"}, changes=2, ended_at=11.0)
+    prof = p.session_profile(d)
+    assert prof.samples == 10 and prof.limit_changes == 2 and prof.labels == {"app": "web"}
+    assert prof.final_limits.to_limits() == LIM
+    assert np.isclose(prof.metrics["cpu_cores"].peak, 0.9)
+    assert prof.metrics["mem_bytes"].burstiness == 1.0
+    ended = p.SessionEnded(host="h1", t=11.0, session_id="s1", started_at=0.0, ended_at=11.0, profile=prof)
+    assert p.decode(p.encode(ended)).profile == prof

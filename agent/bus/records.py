@@ -1,0 +1,82 @@
+"""A tick's report as telemetry records (pure): what the loop hands the publisher each tick.
+
+`tick_records()` reads only attributes of the loop's TickReport (t, samples,
+decisions, alerts, started, ended, profiles), so it does not import the loop.
+`record_sink()` wraps it and `TelemetryPublisher.submit` into the
+`Callable[[TickReport], None]` that `AgentLoop(sinks=[...])` takes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Callable
+
+from agent import protocol
+from agent.session import Session
+
+log = logging.getLogger("pspe.bus.records")
+
+SessionLookup = Callable[[str], "Session | None"]
+
+
+def alert_record(host: str, t: float, alert: Any) -> protocol.AlertRecord | None:
+    """An anomaly alert (any object with kind/session_id or a to_dict()) as a record; None if unusable."""
+    d = alert.to_dict() if hasattr(alert, "to_dict") else dict(getattr(alert, "__dict__", {}))
+    sid = getattr(alert, "session_id", None) or d.get("session_id")
+    kind = getattr(alert, "kind", None) or d.get("kind")
+    if not sid or not kind:
+        return None
+    score = d.get("score", math.nan)
+    details = {k: v for k, v in d.items()
+               if k not in ("session_id", "kind", "severity", "score", "message", "t")
+               and isinstance(v, (int, float, str)) and not isinstance(v, bool)}
+    return protocol.AlertRecord(
+        host=host, t=float(d.get("t", t)), session_id=sid, alert=str(kind),
+        severity=str(d.get("severity", "warning")),
+        score=float(score) if isinstance(score, (int, float)) else math.nan,
+        message=str(d.get("message", "")), details=details)
+
+
+def session_started(host: str, t: float, session: Session) -> protocol.SessionStarted:
+    return protocol.SessionStarted(
+        host=host, t=t, session_id=session.session_id, started_at=session.started_at, cgroup=session.cgroup,
+        labels=dict(session.labels), limits=protocol.LimitsMsg.of(session.limits) if session.limits else None,
+        bounds=protocol.BoundsMsg.of(session.bounds))
+
+
+def session_ended(host: str, t: float, session_id: str, profile: dict | None) -> protocol.SessionEnded:
+    prof = protocol.session_profile(profile) if profile else None
+    started = float(profile.get("started_at", t)) if profile else t
+    return protocol.SessionEnded(host=host, t=t, session_id=session_id, started_at=started,
+                                 ended_at=float(profile.get("ended_at", t)) if profile else t,
+                                 reason=str(profile.get("reason", "")) if profile else "", profile=prof)
+
+
+def tick_records(host: str, report: Any, interval_s: float, lookup: SessionLookup | None = None) -> list:
+    """Records for one tick, in the order a consumer should see them: starts, samples, the rest, ends."""
+    t = report.t
+    out: list = []
+    for sid in getattr(report, "started", ()):
+        session = lookup(sid) if lookup else None
+        if session is not None:
+            out.append(session_started(host, t, session))
+    if report.samples:
+        out.append(protocol.host_samples(host, t, interval_s, report.samples))
+    out.extend(protocol.decision_record(host, d) for d in report.decisions)
+    for alert in report.alerts:
+        rec = alert_record(host, t, alert)
+        if rec is not None:
+            out.append(rec)
+    profiles = getattr(report, "profiles", {}) or {}
+    for sid in getattr(report, "ended", ()):
+        out.append(session_ended(host, t, sid, profiles.get(sid)))
+    return out
+
+
+def record_sink(publisher, host: str, interval_s: float, lookup: SessionLookup | None = None
+                ) -> Callable[[Any], None]:
+    """The loop's record sink: build this tick's records and hand them over (no I/O, no waiting)."""
+    def sink(report: Any) -> None:
+        publisher.submit(tick_records(host, report, interval_s, lookup))
+    return sink
