@@ -1,0 +1,73 @@
+"""A tick's report as telemetry records: order, contents, and what is skipped."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from agent import protocol
+from agent.bus.records import alert_record, record_sink, tick_records
+from agent.limits import Decision, Limits
+from agent.session import Session
+from agent.state import Sample
+
+LIM = Limits(0.5, 1.0, 1 << 28, 1 << 29)
+
+
+@dataclass
+class Report:
+    t: float
+    samples: dict = field(default_factory=dict)
+    decisions: list = field(default_factory=list)
+    alerts: list = field(default_factory=list)
+    started: list = field(default_factory=list)
+    ended: list = field(default_factory=list)
+    profiles: dict = field(default_factory=dict)
+
+
+@dataclass
+class Alert:
+    session_id: str
+    kind: str
+    score: float
+    severity: str = "critical"
+
+    def to_dict(self):
+        return {"session_id": self.session_id, "kind": self.kind, "score": self.score, "severity": self.severity,
+                "z": 4.5, "flag": True}
+
+
+def test_a_tick_becomes_starts_samples_decisions_alerts_then_ends():
+    session = Session("s2", "pspe/s2", owned=True, started_at=9.0, labels={"app": "web"}, limits=LIM)
+    report = Report(
+        t=10.0, samples={"s1": Sample(t=10.0, values={"cpu_cores": 0.3}), "s2": Sample(t=10.0, values={})},
+        decisions=[Decision(t=10.0, session_id="s1", old=None, new=LIM, reasons=("forecast",))],
+        alerts=[Alert("s1", "cpu_spike", 0.97), object()], started=["s2", "gone"], ended=["s0"],
+        profiles={"s0": {"started_at": 1.0, "ended_at": 10.0, "duration_s": 9.0, "samples": 9, "metrics": {}}})
+    recs = tick_records("h1", report, 1.0, lookup={"s2": session}.get)
+    kinds = [protocol.kind_of(r) for r in recs]
+    assert kinds == ["session_started", "samples", "decision", "alert", "session_ended"]
+    started, samples, decision, alert, ended = recs
+    assert started.labels == {"app": "web"} and started.limits.to_limits() == LIM
+    assert [s.session_id for s in samples.sessions] == ["s1", "s2"] and samples.sessions[0].values[0] == 0.3
+    assert decision.reasons == ["forecast"]
+    assert alert.alert == "cpu_spike" and alert.severity == "critical" and alert.details == {"z": 4.5}
+    assert ended.started_at == 1.0 and ended.profile.samples == 9
+    for r in recs:                                    # every record survives the wire
+        assert protocol.decode_telemetry(protocol.encode(r)) == r
+
+
+def test_an_empty_tick_sends_nothing_and_the_sink_hands_records_over():
+    got = []
+
+    class Pub:
+        def submit(self, records):
+            got.append(list(records))
+
+    sink = record_sink(Pub(), "h1", 1.0)
+    sink(Report(t=1.0))
+    sink(Report(t=2.0, samples={"s1": Sample(t=2.0, values={})}))
+    assert got[0] == [] and len(got[1]) == 1
+
+
+def test_alerts_without_a_session_are_skipped():
+    assert alert_record("h1", 1.0, Alert("", "x", 1.0)) is None
