@@ -1,0 +1,123 @@
+"""Forecasting and right-sizing benchmark: model vs every baseline on one trace directory, one run.
+
+Writes (under --out): evaluation.json (everything `pspe-train evaluate` computes),
+frontier.json and docs-ready PNGs: the CPU slack / under-provisioning frontier
+of each policy family (each family swept over its own knob), and the model's
+inference cost per session per tick at batch 1,000 on one thread.
+
+    .venv/bin/python benchmarks/forecast_eval.py --traces ../shared/data/bitbrains-rnd/2013-8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _frontier_one(args: tuple) -> tuple[str, str, dict]:
+    traces, model, limit, days, index = args
+    from training.evaluation_run import read_group
+    from training.policies import frontier_runs
+    from training.replay import replay
+    from training.replay_metrics import summarize
+    from training.traces.bitbrains import list_traces
+
+    family, run = frontier_runs(model)[index]
+    series, _ = read_group(list_traces(traces)[:limit], days)
+    s = summarize(replay(series, run))
+    return family, run.name, {k: s[k] for k in ("cpu_slack", "cpu_under", "cpu_req_slack", "mem_slack",
+                                                "oom_kills", "changes_per_hour")} | {"total": s["total"]}
+
+
+def frontier(traces: str, model: str, limit: int | None, days: float | None, jobs: int) -> list[dict]:
+    from training.policies import frontier_runs
+
+    n = len(frontier_runs(model))
+    work = [(traces, model, limit, days, i) for i in range(n)]
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        return [{"family": f, "name": name, **figs} for f, name, figs in pool.map(_frontier_one, work)]
+
+
+def plot_frontier(points: list[dict], standard: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
+    families = sorted({p["family"] for p in points})
+    for fam in families:
+        pts = sorted((p for p in points if p["family"] == fam), key=lambda p: p["cpu_under"])
+        ax.plot([100 * p["cpu_under"] for p in pts], [100 * p["cpu_slack"] for p in pts], "o-", label=fam, ms=4)
+    for name, p in standard.items():
+        ax.plot(100 * p["cpu_under"], 100 * p["cpu_slack"], "k*", ms=9)
+        ax.annotate(name, (100 * p["cpu_under"], 100 * p["cpu_slack"]), fontsize=7, xytext=(4, 3),
+                    textcoords="offset points")
+    ax.axvline(1.0, color="grey", lw=0.6, ls="--")
+    ax.axhline(20.0, color="grey", lw=0.6, ls="--")
+    ax.set_xlabel("CPU steps under-provisioned (median across VMs, %)")
+    ax.set_ylabel("CPU slack of the cap (median across VMs, %)")
+    ax.set_xscale("symlog", linthresh=0.1)
+    ax.set_title("Slack vs under-provisioning (stars: the standard settings)", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def inference_cost(model: str) -> dict:
+    from agent.forecast_onnx import OnnxForecaster, benchmark_inference_us
+
+    from agent.forecast import BUNDLED_MODEL
+    return benchmark_inference_us(OnnxForecaster(model or BUNDLED_MODEL, threads=1), batch=1000)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--traces", required=True)
+    ap.add_argument("--model", default="")
+    ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--days", type=float, default=None)
+    ap.add_argument("--frontier-limit", type=int, default=48)
+    ap.add_argument("--frontier-days", type=float, default=7)
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--skip-evaluate", action="store_true")
+    ap.add_argument("--out", default=str(ROOT / "docs" / "img"), help="where the PNG goes")
+    ap.add_argument("--results", default="/tmp/pspe-forecast-eval", help="where the JSON results go")
+    args = ap.parse_args(argv)
+    out, res_dir = Path(args.out), Path(args.results)
+    out.mkdir(parents=True, exist_ok=True)
+    res_dir.mkdir(parents=True, exist_ok=True)
+    report: dict = {"command": " ".join(["benchmarks/forecast_eval.py", *(argv or sys.argv[1:])])}
+    t0 = time.monotonic()
+    report["inference"] = inference_cost(args.model)
+    print(json.dumps(report["inference"]), flush=True)
+    standard = {}
+    if not args.skip_evaluate:
+        from training.evaluation_run import EvalOptions, evaluate_dir, format_table, json_summary
+        res = evaluate_dir(EvalOptions(args.traces, model_path=args.model, limit=args.limit, days=args.days,
+                                       jobs=args.jobs),
+                           progress=lambda d, n: print(f"evaluate {d}/{n}", file=sys.stderr, flush=True))
+        (res_dir / "evaluation.json").write_text(json.dumps(res, indent=1, default=float))
+        print(format_table(res), flush=True)
+        print(json.dumps(json_summary(res)), flush=True)
+        standard = res["policies"]
+    points = frontier(args.traces, args.model, args.frontier_limit, args.frontier_days, args.jobs)
+    (res_dir / "frontier.json").write_text(json.dumps(points, indent=1, default=float))
+    for p in points:
+        print(f"{p['family']:<12}{p['name']:<22}slack {p['cpu_slack']:.3f} under {p['cpu_under']:.4f} "
+              f"req slack {p['cpu_req_slack']:.3f} oom {p['oom_kills']:.0f} chg/h {p['changes_per_hour']:.2f}")
+    plot_frontier(points, {}, out / "forecast_frontier.png")
+    report["seconds"] = round(time.monotonic() - t0, 1)
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
