@@ -10,7 +10,9 @@ when a tracking URI is set.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
+import os
 import logging
 import subprocess
 import time
@@ -79,6 +81,21 @@ class _KeepBest:
                     self.state = copy.deepcopy(module.net.state_dict())
 
         return KeepBest()
+
+
+def provenance_path(model: Path) -> Path:
+    """forecaster.onnx -> forecaster.provenance.json (forecaster.json would read as a spec sidecar)."""
+    return model.with_suffix(".provenance.json")
+
+
+def portable(path: str) -> str:
+    """A data path relative to the repository root when it lies near it (../shared/data/...)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        rel = os.path.relpath(Path(path).resolve(), root)
+    except ValueError:
+        return path
+    return rel if rel.count("..") <= 1 else path
 
 
 def git_commit(root: Path | None = None) -> str:
@@ -155,14 +172,15 @@ def fit(cfg: FitConfig) -> dict:
     provenance = {
         "model": out.name, "cell": cfg.cell, "hidden": cfg.hidden,
         "parameters": int(sum(p.numel() for p in net.parameters())),
-        "data": {"train": cfg.train_dir, "train_series": n_train, "train_windows": len(train),
-                 "validation": cfg.val_dir, "validation_series": n_val, "validation_windows": len(val),
+        "data": {"train": portable(cfg.train_dir), "train_series": n_train, "train_windows": len(train),
+                 "validation": portable(cfg.val_dir), "validation_series": n_val, "validation_windows": len(val),
                  "citation": CITATIONS},
         "commit": commit, "seed": cfg.seed, "metrics": {**metrics, **run, "onnx_max_abs_diff": err},
         "feature_spec": spec.to_dict(), "config": {k: v for k, v in asdict(cfg).items() if k != "tracking_uri"},
-        "retrain": "pspe-train fit --train <2013-7 dir> --val <2013-8 dir>",
+        "retrain": f"pspe-train fit --cell {cfg.cell} --max-epochs {cfg.max_epochs} --max-minutes {cfg.max_minutes:g} --threads {cfg.threads}",
     }
-    prov_path = out.with_suffix(".json")
+    provenance["sha256"] = hashlib.sha256(out.read_bytes()).hexdigest()
+    prov_path = provenance_path(out)
     prov_path.write_text(json.dumps(provenance, indent=2) + "\n")
     if cfg.tracking_uri:
         from training.registry import log_forecaster

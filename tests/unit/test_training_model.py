@@ -64,8 +64,9 @@ def test_fast_dev_run_fit_writes_model_and_provenance(tmp_path):
     prov = fit(FitConfig(train_dir=str(cut), val_dir=str(cut), out=str(out), fast_dev_run=True, threads=1,
                          train_stride=6, val_stride=12))
     assert out.is_file() and out.stat().st_size < 5 * 2**20
-    saved = json.loads(out.with_suffix(".json").read_text())
+    saved = json.loads((out.parent / "forecaster.provenance.json").read_text())
     assert saved["commit"] and saved["data"]["train_series"] == 2 and saved["metrics"]["onnx_max_abs_diff"] < 1e-4
     assert set(saved["metrics"]) >= {"val_pinball", "val_coverage_q0.5", "val_coverage_q0.99"}
     assert load_model(out).spec == FeatureSpec(**{})
-    assert prov["cell"] == "gru"
+    assert prov["cell"] == "gru" and len(saved["sha256"]) == 64
+    assert not out.with_suffix(".json").exists()   # that name is the agent's spec sidecar
