@@ -5,12 +5,14 @@ distribution of that same mean over the `long` ticks before (running mean and
 variance, O(1) per tick). The tail probability Q(z) of a normal becomes a
 log-likelihood score in [0, 1]: -log10 Q / 10, so 0.5 means "one in 10^5" and
 1 means "one in 10^10 or rarer". Missing raw scores (None) keep the clock
-ticking so the windows stay aligned in time.
+ticking so the windows stay aligned in time; rings are compact float arrays
+with NaN for "missing" (8 bytes a value, not a Python object).
 """
 
 from __future__ import annotations
 
 import math
+from array import array
 
 _SQRT1_2 = 1.0 / math.sqrt(2.0)
 
@@ -32,8 +34,8 @@ class Likelihood:
     def __init__(self, short: int, long: int, learn: int, min_spread: float) -> None:
         self.short, self.long, self.learn, self.min_spread = short, long, learn, min_spread
         self.cap = long + short
-        self.raw: list[float | None] = [None] * short
-        self.avg: list[float | None] = [None] * self.cap
+        self.raw = array("d", [math.nan]) * short
+        self.avg = array("d", [math.nan]) * self.cap
         self.rsum = 0.0
         self.rcnt = 0
         self.s1 = self.s2 = 0.0
@@ -45,25 +47,27 @@ class Likelihood:
         t = self.ticks
         rpos = t % self.short
         old = self.raw[rpos]
-        if old is not None:
+        if old == old:
             self.rsum -= old
             self.rcnt -= 1
-        if raw is not None:
+        if raw is None:
+            raw = math.nan
+        else:
             self.rsum += raw
             self.rcnt += 1
         self.raw[rpos] = raw
-        a = self.rsum / self.rcnt if self.rcnt else None
+        a = self.rsum / self.rcnt if self.rcnt else math.nan
         # The mean `short` ticks old enters the history; the one `cap` ticks old leaves it.
         avg = self.avg
         apos = t % self.cap
         if t >= self.short:
             entering = avg[(t - self.short) % self.cap]
-            if entering is not None:
+            if entering == entering:
                 self.s1 += entering
                 self.s2 += entering * entering
                 self.cnt += 1
             leaving = avg[apos]
-            if leaving is not None:
+            if leaving == leaving:
                 self.s1 -= leaving
                 self.s2 -= leaving * leaving
                 self.cnt -= 1
@@ -71,7 +75,7 @@ class Likelihood:
         self.ticks = t + 1
         if self.ticks % self.cap == 0:
             self._resum()
-        if a is None or self.cnt < self.learn:
+        if a != a or self.cnt < self.learn:
             return 0.0
         mu = self.s1 / self.cnt
         var = (self.s2 - self.s1 * mu) / (self.cnt - 1)
@@ -82,7 +86,7 @@ class Likelihood:
         """Recompute the running sums exactly (float drift) over the means now in the history."""
         last = self.ticks - 1 - self.short
         vals = [self.avg[(last - j) % self.cap] for j in range(min(self.long, max(0, last + 1)))]
-        vals = [v for v in vals if v is not None]
+        vals = [v for v in vals if v == v]
         self.s1 = math.fsum(vals)
         self.s2 = math.fsum(v * v for v in vals)
         self.cnt = len(vals)

@@ -36,7 +36,7 @@ class AnomalyParams:
     season_scale_refresh: int = 32
     # Spatial check (HTM's): a value beyond the range seen so far by more than tol x range.
     spatial_tol: float = 0.1
-    spatial_warmup: int = 150          # valid ticks before the spatial check may fire
+    spatial_warmup: int = 600          # valid ticks before the spatial check may fire (a young range is narrow)
     # Alerting on the combined score; refractory ticks after an alert (per metric).
     alert_score: float = 0.6
     refractory_ticks: int = 50
@@ -61,7 +61,8 @@ class AnomalyParams:
     app_seconds: float = 10.0
     app_factor: float = 2.0             # fps halved, latency doubled, ...
     baseline_seconds: float = 600.0     # "earlier level" of the typed rules: the window before theirs
-    generic_score: float = 0.9          # joint score for a generic anomaly alert
+    generic_score: float = 0.9          # a generic anomaly: this many metrics scored at least this ...
+    generic_min_metrics: int = 2        # ... within short_ticks, one of them starting an event now
     # Dedup and rate limit, per session.
     dedupe_seconds: float = 600.0       # same kind and metric again only after this long
     max_alerts_per_hour: int = 12

@@ -3,9 +3,7 @@
 Each metric is a `MetricStream` (agent.anomaly_stream). This class adds what
 is cheaper or only possible across metrics: the seasonal period search, one
 batched FFT for every metric every `season_refresh` ticks, and the joint score,
-which combines the metrics with Fisher's method (several metrics unusual
-together are more surprising than each alone) and never falls below the best
-single metric.
+which combines the metrics with an order-statistic test (see joint_score).
 """
 
 from __future__ import annotations
@@ -29,19 +27,28 @@ class TickScores:
     top: str | None            # the metric with the highest score this tick
 
 
-def fisher_joint(scores: list[float]) -> float:
-    """Combine per-metric scores (-log10 p / 10 each) into one by Fisher's method, never below the max."""
-    s = [v for v in scores if v > 0.0]
-    if not s:
+def joint_score(scores: list[float]) -> float:
+    """Combine per-metric scores (each -log10 p / 10) with an order-statistic test.
+
+    With p_(1) <= p_(2) <= ... the smallest p-values of n metrics, k of them as
+    small as p_(k) has probability at most C(n, k) p_(k)^k when the metrics are
+    independent and usual; the joint score is the best such k. One metric alone
+    is Bonferroni-corrected (n p_(1)); several unusual together weigh more, but
+    many slightly unusual metrics do not add up (Fisher's method would let them,
+    and resource metrics are too heavy-tailed for that).
+    """
+    n = len(scores)
+    if n == 0:
         return 0.0
-    half_chi2 = math.fsum(s) * 10.0 * _LN10          # X / 2 = sum(-ln p)
-    # P(chi2 with 2k dof > X) = exp(-X/2) * sum_{i<k} (X/2)^i / i!
-    term = total = 1.0
-    for i in range(1, len(s)):
-        term *= half_chi2 / i
-        total += term
-    joint = (half_chi2 - math.log(total)) / _LN10 / 10.0
-    return min(1.0, max(joint, max(s)))
+    decades = sorted((10.0 * s for s in scores), reverse=True)       # -log10 p, largest first
+    best = 0.0
+    log_comb = 0.0
+    for k, d in enumerate(decades, start=1):
+        if d <= 0.0:
+            break
+        log_comb += math.log10((n - k + 1) / k)                         # log10 C(n, k)
+        best = max(best, k * d - log_comb)
+    return min(1.0, best / 10.0)
 
 
 class SessionScorer:
@@ -79,7 +86,7 @@ class SessionScorer:
             if r > top_score:
                 top, top_score = name, r
         self.ticks += 1
-        return TickScores(scores, fisher_joint(raw), top)
+        return TickScores(scores=scores, joint=joint_score(raw), top=top)
 
     def _refresh_periods(self) -> None:
         p = self.params

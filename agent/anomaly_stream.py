@@ -21,6 +21,7 @@ computed before the value joins the history:
 from __future__ import annotations
 
 import math
+from array import array
 
 from agent.anomaly_likelihood import Likelihood
 from agent.anomaly_params import AnomalyParams
@@ -33,12 +34,14 @@ NAN = math.nan
 class MetricStream:
     __slots__ = ("p", "ring", "cap", "ticks", "window", "med", "scale", "level", "season", "learned",
                  "period", "e_ring", "e_scale", "lo", "hi", "valid", "last_alert", "last_score",
-                 "last_raw_score", "last_spatial", "_neg_inv_k")
+                 "last_raw_score", "last_spatial", "_neg_inv_k", "peaks")
+
+    PEAK_BLOCK = 16   # ticks per block of the coarse "highest score lately" record
 
     def __init__(self, params: AnomalyParams) -> None:
         p = self.p = params
         self.cap = p.season_history
-        self.ring: list[float] = [NAN] * self.cap
+        self.ring = array("d", [NAN]) * self.cap       # compact: 8 bytes a value
         self.ticks = 0
         self.window = SortedWindow()
         self.med = NAN
@@ -47,7 +50,7 @@ class MetricStream:
         self.season = Likelihood(p.short_ticks, p.long_ticks, p.learn_ticks, p.min_spread)
         self.learned: Likelihood | None = None
         self.period = 0
-        self.e_ring: list[float] = [NAN] * p.season_scale_ticks
+        self.e_ring = array("d", [NAN]) * p.season_scale_ticks
         self.e_scale = NAN
         self.lo = math.inf
         self.hi = -math.inf
@@ -57,21 +60,28 @@ class MetricStream:
         self.last_raw_score = 0.0
         self.last_spatial = False
         self._neg_inv_k = -1.0 / p.raw_scale
+        self.peaks = array("d", [0.0]) * (self.cap // self.PEAK_BLOCK + 1)
 
     # -- history ---------------------------------------------------------------
-    def recent(self, n: int) -> list[float]:
+    def recent(self, n: int) -> array:
         """The last n values, oldest first (NaN where missing), this tick's included."""
         n = min(n, self.ticks, self.cap)
         if n <= 0:
-            return []
+            return array("d")
         pos = self.ticks % self.cap
         start = pos - n
         if start >= 0:
             return self.ring[start:pos]
         return self.ring[start:] + self.ring[:pos]
 
-    def history(self) -> list[float]:
-        return self.recent(self.cap)
+    def peak(self, n: int) -> float:
+        """Highest score (before the refractory period) over about the last n ticks (block-rounded)."""
+        blocks = len(self.peaks)
+        cur = (self.ticks - 1) // self.PEAK_BLOCK
+        if self.ticks <= 0:
+            return 0.0
+        k = min(blocks, n // self.PEAK_BLOCK + 1, cur + 1)
+        return max(self.peaks[(cur - i) % blocks] for i in range(k))
 
     def _refresh_scale(self) -> None:
         w = self.window
@@ -145,6 +155,9 @@ class MetricStream:
             score = 0.0
         self._push(t, x, e, ok)
         self.last_raw_score = score
+        b = t // self.PEAK_BLOCK % len(self.peaks)
+        if t % self.PEAK_BLOCK == 0 or score > self.peaks[b]:
+            self.peaks[b] = score
         self.last_spatial = spatial
         if t - self.last_alert < p.refractory_ticks:
             score = 0.0

@@ -85,6 +85,33 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- nab --------------------------------------------------------------------
+
+def add_nab_parser(sub) -> None:
+    p = sub.add_parser("nab", help="score the agent's anomaly detector on a corpus in NAB's layout")
+    p.add_argument("--nab-dir", default=str(SHARED_DATA / "nab"),
+                   help="directory with data/, labels/combined_windows.json and config/profiles.json")
+    p.add_argument("--json", action="store_true",
+                   help='print {"standard", "reward_low_fp", "reward_low_fn", "files"} as the last line')
+    p.set_defaults(func=cmd_nab)
+
+
+def cmd_nab(args: argparse.Namespace) -> int:
+    # numpy and the agent's detector only: no torch, no Lightning.
+    from training.nab_corpus import NabCorpusError
+    from training.nab_run import format_report, run_nab
+
+    try:
+        run = run_nab(args.nab_dir)
+    except NabCorpusError as e:
+        print(f"pspe-train nab: {e}", file=sys.stderr)
+        return 2
+    print(format_report(run))
+    if args.json:
+        print(json.dumps(run.report.summary()))
+    return 0
+
+
 # ---- main -------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     add_fit_parser(sub)
     add_evaluate_parser(sub)
+    add_nab_parser(sub)
     return parser
 
 

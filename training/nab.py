@@ -42,7 +42,8 @@ class NabReport:
     windows: int
 
     def summary(self) -> dict:
-        out: dict[str, float | int | None] = {}
+        """The three NAB profiles (None where the corpus lacks one), any others, and the file count."""
+        out: dict[str, float | int | None] = {k: None for k in PROFILE_KEYS.values()}
         for key, r in self.profiles.items():
             out[key] = None if math.isnan(r.normalized) else round(r.normalized, 3)
         out["files"] = self.files

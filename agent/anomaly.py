@@ -1,0 +1,124 @@
+"""The agent's anomaly detector: per-session streaming scores, typed alerts, dedup and rate limit.
+
+The loop calls, each tick and for each session with a new sample,
+
+    alerts = detector.observe(now, session_id, sample)
+
+and `detector.forget(session_id)` when a session ends. Every metric is scored
+online from its own past (agent.anomaly_score / anomaly_stream, the same code
+that `pspe-train nab` measures on the Numenta Anomaly Benchmark); the typed
+rules (agent.anomaly_rules) read the same histories; the limiter
+(agent.anomaly_limit) keeps one alert per kind and metric per episode and caps
+alerts per session. A learned part plugs in as a `ResidualSource`
+(agent.anomaly_learned). An alert is information: it never changes limits.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+from agent.anomaly_alert import KINDS, Alert
+from agent.anomaly_learned import ResidualSource
+from agent.anomaly_limit import AlertLimiter
+from agent.anomaly_params import AnomalyParams
+from agent.anomaly_rules import APP_PREFIX, TYPED_RULES, RuleView, generic_anomaly
+from agent.anomaly_score import SessionScorer, TickScores
+from agent.state import SAMPLE_METRICS, Sample
+
+__all__ = ["Alert", "AnomalyDetector", "AnomalyParams", "KINDS"]
+
+log = logging.getLogger("pspe.anomaly")
+
+# mem_peak_bytes only ever grows (a high-water mark): every new peak would look "spatial".
+SCORED_METRICS: tuple[str, ...] = tuple(m for m in SAMPLE_METRICS if m != "mem_peak_bytes")
+
+
+@dataclass
+class _Session:
+    scorer: SessionScorer
+    limiter: AlertLimiter
+    last_t: float | None = None
+    tick_seconds: float = 0.0          # EWMA of the interval between samples
+    last: TickScores | None = None
+    rule_errors: dict[str, int] = field(default_factory=dict)
+
+
+class AnomalyDetector:
+    def __init__(self, params: AnomalyParams | None = None, learned: ResidualSource | None = None,
+                 default_tick_seconds: float = 1.0) -> None:
+        self.params = params or AnomalyParams()
+        self.learned = learned
+        self.default_tick_seconds = default_tick_seconds
+        self._sessions: dict[str, _Session] = {}
+        self.dropped_samples = 0
+
+    def observe(self, now: float, session_id: str, sample: Sample, cpu_limit: float | None = None) -> list[Alert]:
+        """Score one sample of a session and return the alerts it raises (deduplicated, rate-limited).
+
+        `cpu_limit` (cores), when given, lets the runaway rule recognise pinning at the cap.
+        """
+        sess = self._sessions.get(session_id)
+        if sess is None:
+            p = self.params
+            sess = self._sessions[session_id] = _Session(
+                SessionScorer(p, SCORED_METRICS), AlertLimiter(p.dedupe_seconds, p.max_alerts_per_hour))
+        if sess.last_t is not None and not now > sess.last_t:
+            self.dropped_samples += 1      # a repeated or late tick would corrupt the windows
+            log.debug("anomaly: %s: sample at %s not after %s; dropped", session_id, now, sess.last_t)
+            return []
+        self._track_interval(sess, now)
+        values = {m: sample.values.get(m, math.nan) for m in SCORED_METRICS}
+        for name, v in sample.app.items():
+            values[APP_PREFIX + name] = v
+        learned = None
+        if self.learned is not None:
+            try:
+                learned = self.learned.residuals(session_id, sample) or None
+            except Exception:  # a broken model only loses its own evidence
+                log.exception("anomaly: learned residuals failed for %s", session_id)
+        scores = sess.scorer.update(values, learned)
+        sess.last = scores
+        view = RuleView(session_id, now, sess.tick_seconds or self.default_tick_seconds, sess.scorer,
+                        scores, self.params, cpu_limit)
+        raised: list[Alert] = []
+        for rule in TYPED_RULES:
+            alert = self._run(rule, view, sess)
+            if alert is not None and sess.limiter.admit(alert):
+                raised.append(alert)
+        if not raised:
+            alert = self._run(generic_anomaly, view, sess)
+            if alert is not None and sess.limiter.admit(alert):
+                raised.append(alert)
+        return raised
+
+    def forget(self, session_id: str) -> None:
+        self._sessions.pop(session_id, None)
+        if self.learned is not None:
+            self.learned.forget(session_id)
+
+    def scores(self, session_id: str) -> TickScores | None:
+        """The last tick's scores of a session (for status displays), None if unknown."""
+        sess = self._sessions.get(session_id)
+        return sess.last if sess else None
+
+    def sessions(self) -> list[str]:
+        return list(self._sessions)
+
+    @staticmethod
+    def _track_interval(sess: _Session, now: float) -> None:
+        if sess.last_t is not None:
+            dt = now - sess.last_t
+            sess.tick_seconds = dt if sess.tick_seconds == 0.0 else 0.9 * sess.tick_seconds + 0.1 * dt
+        sess.last_t = now
+
+    @staticmethod
+    def _run(rule, view: RuleView, sess: _Session) -> Alert | None:
+        try:
+            return rule(view)
+        except Exception:  # one broken rule never breaks the loop or the other rules
+            name = rule.__name__
+            sess.rule_errors[name] = sess.rule_errors.get(name, 0) + 1
+            log.exception("anomaly rule %s failed for %s", name, view.session_id)
+            return None

@@ -1,0 +1,254 @@
+"""Typed alert rules: what a runaway CPU, a memory leak, an I/O storm, a network burst or a
+degrading application looks like in a session's recent history (pure).
+
+Each rule reads the metric histories kept by the scorer (the values up to and
+including this tick), compares a recent window with the session's earlier
+level, and returns an `Alert` with its evidence or None. Cheap checks on the
+current value come first, so a quiet session costs a few comparisons a tick.
+Windows are in seconds and converted with the session's observed tick interval.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from agent.anomaly_alert import (ANOMALY, APP_DEGRADATION, IO_STORM, MEMORY_LEAK, NETWORK_BURST,
+                                 RUNAWAY_CPU, Alert)
+from agent.anomaly_params import AnomalyParams
+from agent.anomaly_score import SessionScorer, TickScores
+from agent.anomaly_stream import MetricStream
+
+MIB = 1024.0**2
+APP_PREFIX = "app:"
+# Application metrics whose name says which way is bad.
+_WORSE_WHEN_LOWER = ("fps", "frame", "throughput", "bitrate", "goodput", "qps", "tps", "rps", "hit")
+_WORSE_WHEN_HIGHER = ("latency", "lat_", "rtt", "delay", "jitter", "error", "drop", "loss", "stall",
+                      "p95", "p99", "timeout", "queue", "_ms", "retrans")
+
+
+def bad_direction(app_metric: str) -> int:
+    """+1 when higher is worse (latency), -1 when lower is worse (fps), 0 when the name does not say."""
+    name = app_metric.lower()
+    if any(k in name for k in _WORSE_WHEN_HIGHER):
+        return 1
+    if any(k in name for k in _WORSE_WHEN_LOWER):
+        return -1
+    return 0
+
+
+def _finite(vals) -> list[float]:
+    return [v for v in vals if v == v]
+
+
+def _median(vals: list[float]) -> float:
+    if not vals:
+        return math.nan
+    s = sorted(vals)
+    h = len(s) // 2
+    return s[h] if len(s) % 2 else 0.5 * (s[h - 1] + s[h])
+
+
+@dataclass
+class RuleView:
+    """What the rules see of one session at one tick."""
+
+    session_id: str
+    now: float
+    tick_seconds: float
+    scorer: SessionScorer
+    scores: TickScores
+    params: AnomalyParams
+    cpu_limit: float | None = None
+
+    def ticks(self, seconds: float) -> int:
+        n = int(round(seconds / self.tick_seconds)) if self.tick_seconds > 0 else 3
+        return max(3, min(n, self.params.season_history // 2))
+
+    def stream(self, metric: str) -> MetricStream | None:
+        return self.scorer.streams.get(metric)
+
+    def split(self, metric: str, n: int) -> tuple[list[float], list[float]] | None:
+        """(earlier, recent): valid values before the last n ticks, and of the last n ticks.
+
+        None when the session is too young for an earlier level or the recent
+        window is mostly missing.
+        """
+        s = self.stream(metric)
+        if s is None:
+            return None
+        base = self.ticks(self.params.baseline_seconds)
+        hist = s.recent(n + base)
+        if len(hist) < n + min(base, 3 * n, 30):
+            return None
+        recent = _finite(hist[-n:])
+        earlier = _finite(hist[:-n])
+        if len(recent) < 0.8 * n or len(earlier) < 10:
+            return None
+        return earlier, recent
+
+    def alert(self, kind: str, metric: str, score: float, expected: float, seen: float,
+              n: int, message: str) -> Alert:
+        return Alert(kind, self.session_id, self.now, metric, float(score), float(expected), float(seen),
+                     n * self.tick_seconds, message)
+
+
+def runaway_cpu(v: RuleView) -> Alert | None:
+    p = v.params
+    s = v.stream("cpu_cores")
+    if s is None or not s.ticks or not (s.ring[(s.ticks - 1) % s.cap] >= p.runaway_min_cores):
+        return None
+    n = v.ticks(p.runaway_seconds)
+    parts = v.split("cpu_cores", n)
+    if parts is None:
+        return None
+    earlier, recent = parts
+    level = _median(recent)
+    if level < p.runaway_min_cores:
+        return None
+    cv = 1.4826 * _median([abs(x - level) for x in recent]) / level
+    if cv > p.runaway_flat_cv:
+        return None
+    throttled = v.split("cpu_throttled", n)
+    pinned = throttled is not None and _median(throttled[1]) >= p.runaway_throttled
+    if v.cpu_limit:
+        pinned = pinned or level >= 0.9 * v.cpu_limit
+    before = _median(earlier)
+    jumped = level >= p.runaway_jump * max(before, 0.05)
+    if not (pinned or jumped):
+        return None
+    why = "pinned at its CPU cap" if pinned else f"{level / max(before, 0.05):.0f}x its earlier level"
+    return v.alert(RUNAWAY_CPU, "cpu_cores", max(s.peak(n), 1.0 - cv), before, level, n,
+                   f"CPU flat at {level:.2f} cores for {n * v.tick_seconds:.0f} s, {why} (was {before:.2f})")
+
+
+def memory_leak(v: RuleView) -> Alert | None:
+    p = v.params
+    s = v.stream("mem_bytes")
+    n = v.ticks(p.leak_seconds)
+    if s is None or s.ticks < n:
+        return None
+    stride = max(1, n // 32)
+    if s.ticks % stride:
+        return None                      # sampled: a leak does not need checking every tick
+    vals = np.asarray(s.recent(n)[::stride], dtype=np.float64)
+    idx = np.nonzero(np.isfinite(vals))[0]
+    if idx.size < 10 or idx.size < 0.8 * vals.size:
+        return None
+    y = vals[idx]
+    x = idx.astype(np.float64) * stride
+    i, j = np.triu_indices(y.size, 1)
+    dy, dx = y[j] - y[i], x[j] - x[i]
+    tau = float((np.sign(dy).sum()) / dy.size)          # Mann-Kendall: +1 when every later value is higher
+    if tau < p.leak_monotony:
+        return None
+    slope = float(np.median(dy / dx))                    # Theil-Sen, bytes per tick
+    start = float(np.median(y[: max(3, y.size // 10)]))
+    growth = slope * (n - 1)
+    if growth < max(p.leak_min_growth * start, p.leak_min_bytes):
+        return None
+    now = float(y[-1])
+    per_min = slope / v.tick_seconds * 60.0 / MIB
+    return v.alert(MEMORY_LEAK, "mem_bytes", tau, start, now, n,
+                   f"memory grew steadily from {start / MIB:.0f} MiB to {now / MIB:.0f} MiB in "
+                   f"{n * v.tick_seconds:.0f} s ({per_min:.1f} MiB/min, trend {tau:.2f})")
+
+
+def _surge(v: RuleView, metrics: tuple[tuple[str, float], ...], seconds: float, factor: float):
+    """The metric whose recent median is furthest above `factor` x its earlier level and its floor."""
+    p = v.params
+    n = v.ticks(seconds)
+    best = None
+    for metric, floor in metrics:
+        s = v.stream(metric)
+        if s is None or not s.ticks or not (s.ring[(s.ticks - 1) % s.cap] >= floor):
+            continue
+        if s.peak(n) < p.alert_score:   # the statistics must agree that this is unusual
+            continue
+        parts = v.split(metric, n)
+        if parts is None:
+            continue
+        earlier, recent = parts
+        level, before = _median(recent), _median(earlier)
+        # An earlier level near zero is lifted to floor / factor: from nothing to the floor is enough.
+        if level < floor or level < factor * max(before, floor / factor):
+            continue
+        ratio = level / before if before > 0 else math.inf
+        if best is None or ratio > best[4]:
+            best = (metric, s.peak(n), before, level, ratio, n)
+    return best
+
+
+def io_storm(v: RuleView) -> Alert | None:
+    p = v.params
+    hit = _surge(v, (("disk_write_bps", p.io_min_bps), ("disk_read_bps", p.io_min_bps),
+                     ("disk_write_iops", p.io_min_iops), ("disk_read_iops", p.io_min_iops)),
+                 p.io_seconds, p.io_factor)
+    if hit is None:
+        return None
+    metric, score, before, level, ratio, n = hit
+    return v.alert(IO_STORM, metric, score, before, level, n,
+                   f"{metric} at {ratio:.0f}x its earlier level for {n * v.tick_seconds:.0f} s")
+
+
+def network_burst(v: RuleView) -> Alert | None:
+    p = v.params
+    hit = _surge(v, (("net_tx_bps", p.net_min_bps), ("net_rx_bps", p.net_min_bps)), p.net_seconds, p.net_factor)
+    if hit is None:
+        return None
+    metric, score, before, level, ratio, n = hit
+    way = "outbound" if metric == "net_tx_bps" else "inbound"
+    return v.alert(NETWORK_BURST, metric, score, before, level, n,
+                   f"{way} traffic at {level / MIB:.1f} MiB/s, {ratio:.0f}x its earlier level")
+
+
+def app_degradation(v: RuleView) -> Alert | None:
+    p = v.params
+    n = v.ticks(p.app_seconds)
+    for metric, s in v.scorer.streams.items():
+        if not metric.startswith(APP_PREFIX) or s.peak(n) < p.alert_score:
+            continue
+        way = bad_direction(metric[len(APP_PREFIX):])
+        if way == 0:
+            continue
+        parts = v.split(metric, n)
+        if parts is None:
+            continue
+        earlier, recent = parts
+        level, before = _median(recent), _median(earlier)
+        if way < 0 and before > 0 and level <= before / p.app_factor:
+            what = f"fell to {level:.3g} from {before:.3g}"
+        elif way > 0 and before > 0 and level >= before * p.app_factor:
+            what = f"rose to {level:.3g} from {before:.3g}"
+        else:
+            continue
+        return v.alert(APP_DEGRADATION, metric, s.peak(n), before, level, n,
+                       f"{metric[len(APP_PREFIX):]} {what} over {n * v.tick_seconds:.0f} s")
+    return None
+
+
+def generic_anomaly(v: RuleView) -> Alert | None:
+    """Several metrics unusual together, one of them starting a new event this tick.
+
+    One bursty metric alone is too common on real sessions to page anyone (it
+    still shows in the per-metric scores); two or more at once is not.
+    """
+    p = v.params
+    started = [(name, s) for name, s in v.scorer.streams.items() if s.ticks and s.last_alert == s.ticks - 1]
+    if not started:
+        return None
+    n = p.short_ticks
+    high = [name for name, s in v.scorer.streams.items() if s.peak(n) >= p.generic_score]
+    if len(high) < p.generic_min_metrics:
+        return None
+    metric, s = max(started, key=lambda it: it[1].last_raw_score)
+    seen = s.ring[(s.ticks - 1) % s.cap]
+    others = [m for m in high if m != metric]
+    return v.alert(ANOMALY, metric, max(v.scores.joint, s.last_raw_score), s.med, seen, n,
+                   f"unusual {metric}: {seen:.4g} where about {s.med:.4g} was expected, "
+                   f"together with {', '.join(others[:3])}")
+
+
+TYPED_RULES = (runaway_cpu, memory_leak, io_storm, network_burst, app_degradation)
