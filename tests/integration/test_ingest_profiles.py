@@ -1,0 +1,97 @@
+"""Session start/end and profiles through the writer, profile_for() by label, and the migration runner."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import psycopg
+import pytest
+
+from agent import protocol
+from agent.limits import Bounds, Limits
+from profiles.migrate import MIGRATIONS_DIR, MigrationError, migrate
+from profiles.queries import profile_for
+from profiles.writer import BatchWriter
+from tests.integration.test_ingest import TABLES, count
+
+pytestmark = pytest.mark.integration
+
+GIB = 1 << 30
+
+
+@pytest.fixture
+def db(pg_dsn):
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        migrate(conn)
+        conn.execute(f"TRUNCATE {', '.join(TABLES)}")
+        yield conn
+
+
+def ended(host, sid, seq, t, labels, cpu_p90, cpu_peak, mem_p90, mem_peak):
+    metric = lambda p90, peak: protocol.MetricProfile(mean=p90 / 2, p50=p90 / 2, p90=p90, p99=peak * 0.9,  # noqa: E731
+                                                      peak=peak, growth_per_s=0.0, burstiness=float("inf"))
+    prof = protocol.SessionProfile(duration_s=600, samples=600, labels=labels,
+                                   metrics={"cpu_cores": metric(cpu_p90, cpu_peak), "mem_bytes": metric(mem_p90, mem_peak)},
+                                   final_limits=protocol.LimitsMsg.of(Limits(0.5, 1, GIB, 2 * GIB)))
+    return protocol.SessionEnded(host=host, seq=seq, t=t, session_id=sid, started_at=t - 600, ended_at=t,
+                                 reason="stopped", profile=prof)
+
+
+def test_sessions_and_profiles_are_recorded_and_queryable_by_label(db, pg_dsn):
+    now = time.time()
+    msgs = [protocol.SessionStarted(host="h1", seq=1, t=now - 600, session_id="w1", started_at=now - 600,
+                                    cgroup="pspe/w1", labels={"app": "web", "user": "ann"},
+                                    bounds=protocol.BoundsMsg.of(Bounds()))]
+    for i in range(5):
+        msgs.append(ended("h1", f"w{i + 1}", 10 + i, now - i, {"app": "web", "user": "ann" if i < 2 else "bob"},
+                          cpu_p90=0.5 + 0.1 * i, cpu_peak=1.0 + 0.2 * i, mem_p90=GIB * (1 + i / 10), mem_peak=2 * GIB))
+    msgs.append(ended("h2", "db1", 1, now, {"app": "db"}, 4.0, 8.0, 8 * GIB, 16 * GIB))
+    with psycopg.connect(pg_dsn) as conn:
+        r = BatchWriter(conn).write(msgs, now)
+    assert r.rows["session_profiles"] == 6 and r.rows["sessions"] == 7
+    row = db.execute("SELECT ended_at IS NOT NULL, end_reason, labels FROM sessions WHERE session_id = 'w1'").fetchone()
+    assert row == (True, "stopped", {"app": "web", "user": "ann"})
+    assert db.execute("SELECT metrics->'cpu_cores'->>'burstiness' FROM session_profiles LIMIT 1").fetchone()[0] is None
+
+    web = profile_for(db, {"app": "web"}, min_profiles=3)
+    assert web.profiles == 5 and web.matched_labels == {"app": "web"}
+    assert web.limits.cpu_request == pytest.approx(0.7)                 # median of the p90s
+    assert web.limits.cpu_limit == pytest.approx((1.0 + 0.2 * 3.6) * 1.1)   # p90 of peaks, +10 %
+    assert web.limits.mem_limit == int(2 * GIB * 1.1)
+    # only two of ann's sessions: falls back to all web sessions
+    ann = profile_for(db, {"app": "web", "user": "ann"}, min_profiles=3)
+    assert ann.matched_labels == {"app": "web"} and ann.profiles == 5
+    assert profile_for(db, {"app": "web", "user": "ann"}, min_profiles=2).matched_labels == {"app": "web", "user": "ann"}
+    # bounds clamp it
+    small = profile_for(db, {"app": "db"}, min_profiles=1, bounds=Bounds(cpu_max=2.0, mem_max=4 * GIB))
+    assert small.limits.cpu_limit == 2.0 and small.limits.mem_limit == 4 * GIB
+    assert profile_for(db, {"app": "unknown"}, min_profiles=1) is None
+
+
+def test_a_redelivered_session_end_changes_nothing(db, pg_dsn):
+    now = time.time()
+    m = ended("h1", "x", 7, now, {"app": "web"}, 1, 2, GIB, GIB)
+    with psycopg.connect(pg_dsn) as conn:
+        w = BatchWriter(conn)
+        w.write([m], now)
+        again = w.write([m], now)
+    assert again.duplicates == 1 and count(db, "SELECT count(*) FROM session_profiles") == 1
+
+
+def test_migrations_apply_once_and_a_changed_file_is_refused(pg_dsn, tmp_path):
+    with psycopg.connect(pg_dsn) as conn:
+        migrate(conn)
+        assert migrate(conn) == []                   # nothing twice
+        d = tmp_path / "m"
+        shutil.copytree(MIGRATIONS_DIR, d)
+        (d / "0002_extra.sql").write_text("CREATE TABLE extra_probe (x int);")
+        assert migrate(conn, d) == [2]
+        assert migrate(conn, d) == []
+        (d / "0002_extra.sql").write_text("CREATE TABLE extra_probe (x bigint);")
+        with pytest.raises(MigrationError, match="changed"):
+            migrate(conn, d)
+        with pytest.raises(MigrationError, match="does not know"):
+            migrate(conn)                            # the DB has 0002, this code does not
+        conn.execute("DROP TABLE extra_probe")
+        conn.execute("DELETE FROM schema_migrations WHERE version = 2")
