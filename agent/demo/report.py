@@ -11,6 +11,9 @@ are known):
   limit, 0)) / sum(demand).
 - static: the VM's provisioned size scaled like its demand, held constant and
   judged on the same ticks against the same demand.
+- unmet = sum(max(demand - used, 0)) / sum(demand) for CPU: what the
+  workload asked for and did not get, whether the cap throttled it or a busy
+  host starved it (compare with throttled to tell the two apart).
 - throttled = growth of the cgroup's throttled time (cpu.stat) over the run.
 - changes = limit changes the agent applied, per wall hour and per replayed
   trace hour (each trace step of 300 s lasts `wall_step_seconds`).
@@ -87,6 +90,7 @@ def _pool(stats: list[dict[str, float]]) -> dict[str, float]:
     return {k: sum(s[k] for s in stats) for k in keys}
 
 
+RATIO_KEYS = ("cpu_cap", "cpu_share", "mem_cap", "mem_share", "cpu_static", "mem_static", "cpu_used")
 LEVELS = (("cpu", "cap", "cpu_limit"), ("cpu", "share", "cpu_request"),
           ("mem", "cap", "mem_limit"), ("mem", "share", "mem_request"))
 
@@ -107,6 +111,9 @@ def session_stats(rec: SessionRecord) -> dict:
         out[f"{res}_{level}"] = _sum_stats(lim, d_cpu if res == "cpu" else d_mem)
     for res, size, dem in (("cpu", rec.static_cpu, d_cpu), ("mem", rec.static_mem, d_mem)):
         out[f"{res}_static"] = _sum_stats(np.full(times.shape, float(size)), dem)
+    # What the burner got against what it asked for: its deficit is demand left unserved,
+    # by the cap (throttling) or by a busy host (contention) alike.
+    out["cpu_used"] = _sum_stats(np.array([r.cpu_used for r in ticks], dtype=np.float64), d_cpu)
     thr = np.array([r.throttled_ns for r in ticks], dtype=np.float64)
     thr = thr[np.isfinite(thr)]
     # None when the source has no throttling counter at all (dry-run: limits are not enforced)
@@ -120,7 +127,7 @@ def session_stats(rec: SessionRecord) -> dict:
 
 def _summary(stats: dict) -> dict:
     out = {k: stats[k] for k in ("ticks", "throttled_s", "oom_kills", "changes", "wall_s", "trace_s")}
-    for key in ("cpu_cap", "cpu_share", "mem_cap", "mem_share", "cpu_static", "mem_static"):
+    for key in RATIO_KEYS:
         out[key] = _ratios(stats[key])
     wall_h, trace_h = stats["wall_s"] / 3600, stats["trace_s"] / 3600
     out["changes_per_hour"] = stats["changes"] / wall_h if wall_h > 0 else None
@@ -133,8 +140,7 @@ def _summary(stats: dict) -> dict:
 def build_report(records: list[SessionRecord], meta: dict | None = None) -> dict:
     per = [session_stats(r) for r in records]
     sessions = {s["name"]: _summary(s) for s in per}
-    total_raw = {k: _pool([s[k] for s in per]) for k in
-                 ("cpu_cap", "cpu_share", "mem_cap", "mem_share", "cpu_static", "mem_static")}
+    total_raw = {k: _pool([s[k] for s in per]) for k in RATIO_KEYS}
     for k in ("ticks", "oom_kills", "changes", "wall_s", "trace_s"):
         total_raw[k] = sum(s[k] for s in per)
     throttled = [s["throttled_s"] for s in per if s["throttled_s"] is not None]
@@ -155,7 +161,8 @@ def _num(x: float | None, fmt: str = "{:.1f}") -> str:
     return "-" if x is None else fmt.format(x)
 
 
-CPU_COLUMNS = ("session", "slack cap", "slack share", "slack static", "under cap", "under static", "throttled s")
+CPU_COLUMNS = ("session", "slack cap", "slack share", "slack static", "under cap", "under static", "unmet",
+               "throttled s")
 CHANGE_COLUMNS = ("session", "limit changes", "per wall hour", "per trace hour")
 MEM_COLUMNS = ("session", "slack cap", "slack share", "slack static", "under cap", "under static", "OOM kills")
 
@@ -166,7 +173,8 @@ def _named(report: dict) -> list[tuple[str, dict]]:
 
 def cpu_rows(report: dict) -> list[list[str]]:
     return [[name, _pct(s["cpu_cap"]["slack"]), _pct(s["cpu_share"]["slack"]), _pct(s["cpu_static"]["slack"]),
-             _pct(s["cpu_cap"]["under"]), _pct(s["cpu_static"]["under"]), _num(s["throttled_s"])]
+             _pct(s["cpu_cap"]["under"]), _pct(s["cpu_static"]["under"]), _pct(s["cpu_used"]["deficit"]),
+             _num(s["throttled_s"])]
             for name, s in _named(report)]
 
 

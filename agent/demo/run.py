@@ -173,7 +173,7 @@ class DemoRun:
         from agent.demo.plot import plot_sessions
 
         records = self.records()
-        meta = dict(meta, interrupted=self.interrupted,
+        meta = dict(meta, interrupted=self.interrupted, load_avg_1m_end=round(os.getloadavg()[0], 2),
                     tick_ms_p50=_percentile(self.tick_ms, 50), tick_ms_max=max(self.tick_ms, default=None))
         report = build_report(records, meta)
         js, md = write_report(report, self.opts.out_dir)
@@ -227,6 +227,7 @@ def run_demo(plans: list[SessionPlan], opts: DemoOptions, console, meta: dict) -
     console.print(f"backend {agent.backend}, forecaster {agent.forecaster.describe()}, "
                   f"{len(plans)} sessions, {opts.minutes:g} min, 1 trace step (300 s) = {opts.step_seconds:g} s")
     run = DemoRun(plans, opts, agent, console)
+    meta = dict(meta, load_avg_1m_start=round(os.getloadavg()[0], 2))  # a busy host starves the sessions
     # Ctrl-C and SIGTERM end the run early but never skip the clean-up (SIGINT may arrive ignored
     # when the demo was started in the background, so it is set explicitly).
     previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}

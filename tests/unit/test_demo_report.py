@@ -52,6 +52,8 @@ def test_session_figures_exact():
     assert s["mem_share"]["slack"] == pytest.approx(0.0)
     assert s["mem_static"]["slack"] == pytest.approx((400 + 400 + 200 + 200) / 2000)
     assert s["throttled_s"] == pytest.approx(3.0)
+    # used 0.5 at every tick against demand 1,1,3,3: (0.5+0.5+2.5+2.5)/8 unserved
+    assert s["cpu_used"]["deficit"] == pytest.approx(0.75)
     assert s["throttled_pct"] == pytest.approx(100.0)
     assert s["oom_kills"] == 1
     assert s["changes"] == 2
@@ -89,7 +91,7 @@ def test_no_throttling_counter_reads_as_unknown():
     rep = build_report([rec])
     assert rep["sessions"]["vm-1"]["throttled_s"] is None and rep["total"]["throttled_s"] is None
     assert rep["total"]["throttled_pct"] is None
-    assert "| vm-1 | 25% | 0% | 50% | 50% | 0% | - |" in render_markdown(rep)
+    assert "| vm-1 | 25% | 0% | 50% | 50% | 0% | 75% | - |" in render_markdown(rep)
 
 
 def test_demand_before_first_step_is_unknown():
@@ -112,7 +114,7 @@ def test_empty_session_gives_none_not_a_crash(tmp_path):
 def test_markdown_has_table_and_definitions():
     md = render_markdown(build_report([crafted()], meta={"backend": "cgroup-v1"}))
     assert "- backend: cgroup-v1" in md
-    assert "| vm-1 | 30% | 0% | 50% | 25% | 0% | 3.0 |" in md
+    assert "| vm-1 | 30% | 0% | 50% | 25% | 0% | 75% | 3.0 |" in md
     assert "| vm-1 | 2 | 2400 | 16.0 |" in md
     assert "| vm-1 | 30% | 0% | 60% | 25% | 0% | 1 |" in md
     assert "slack = sum(max(limit - demand, 0))" in md
