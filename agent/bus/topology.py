@@ -2,8 +2,8 @@
 
 The code declares exactly these (with `declare=True`), and
 deploy/rabbitmq/definitions.json is generated from them
-(`python -m agent.bus.topology --host h1 --host h2`), so the two cannot
-drift: a queue declared twice with different arguments is a broker error.
+(`python deploy/rabbitmq/make_definitions.py --host h1 --host h2`), so the two
+cannot drift: a queue declared twice with different arguments is a broker error.
 
 - pspe.telemetry (topic): routing keys "<host>.<kind>"; pspe.ingest (quorum) binds "#".
 - pspe.commands (topic): routing keys "<host>.<kind>"; one quorum queue
