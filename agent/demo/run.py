@@ -112,7 +112,8 @@ class DemoRun:
                 cpu_cap=lim.cpu_limit if lim else math.nan, cpu_share=lim.cpu_request if lim else math.nan,
                 mem_demand=float(mem_d[0]), mem_used=float(snap.mem_used) if snap else math.nan,
                 mem_cap=float(lim.mem_limit) if lim else math.nan,
-                throttled_pct=100 * snap.throttled if snap and self.enforced else math.nan, oom_kills=snap.oom_kills if snap else 0,
+                throttled_pct=100 * snap.throttled if snap and self.enforced else math.nan,
+                oom_kills=snap.oom_kills if snap else 0,
                 changes=snap.changes if snap else self.ticklog.changes.get(plan.name, 0),
                 ended=snap is None and plan.name in self.started))
         return rows

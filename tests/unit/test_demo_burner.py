@@ -79,7 +79,8 @@ def test_memory_holder_grows_touched_and_shrinks():
 def test_burner_runs_a_crafted_trace_and_writes_its_demand(tmp_path):
     header = ("Timestamp [ms];\tCPU cores;\tCPU capacity provisioned [MHZ];\tCPU usage [MHZ];\tCPU usage [%];\t"
               "Memory capacity provisioned [KB];\tMemory usage [KB];\tDisk read throughput [KB/s];\t"
-              "Disk write throughput [KB/s];\tNetwork received throughput [KB/s];\tNetwork transmitted throughput [KB/s]")
+              "Disk write throughput [KB/s];\tNetwork received throughput [KB/s];\t"
+              "Network transmitted throughput [KB/s]")
     rows = [f"{300 * i};\t2;\t4000;\t{c * 2000};\t0;\t1048576;\t{m};\t0;\t0;\t0;\t0"
             for i, (c, m) in enumerate([(0.2, 8192), (0.6, 16384), (0.1, 4096)])]
     trace = tmp_path / "5.csv"
