@@ -70,6 +70,9 @@ class ForecastSection:
     model_path: str = ""                  # "" = the bundled model when present, else the heuristic
     window_seconds: float = 120.0         # heuristic: look-back window
     threads: int = 1
+    lookahead_steps: int = 0              # 0 = the forecaster's default (max over the next few steps)
+    step_seconds: float = 0.0             # 0 = the model's own step; set for time-compressed replay
+    model_sha256: str = ""                # expected checksum of model_path ("" = not checked)
 
 
 @dataclass

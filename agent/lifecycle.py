@@ -244,7 +244,7 @@ class SessionManager:
                 if session is None:
                     return False
                 session.limits = limits
-                self.store.save(session)
+                self.store.save(session, durable=False)  # recover() reads the cgroup anyway
                 return True
         except LockBusy:
             return False

@@ -79,6 +79,7 @@ class AgentLoop:
         self.runtimes: dict[str, SessionRuntime] = {}
         self.last_report: TickReport | None = None
         self._reap_wanted = True  # reap once at start-up
+        self._fallbacks_seen = forecaster.fallbacks_total
         self._capacity = max(2, int(math.ceil(cfg.agent.history_seconds / cfg.agent.tick_seconds)))
 
     # --- the tick -----------------------------------------------------------------------------
@@ -145,12 +146,11 @@ class AgentLoop:
                 report.started.append(sid)
 
     def _new_runtime(self, session: Session, now: float) -> SessionRuntime:
-        spec = self.forecaster.spec_for_steps()
         limits = session.limits or self.actuator.read_limits(session.cgroup)
         return SessionRuntime(
             session=session,
             state=SessionState(session.session_id, self._capacity, started_at=session.started_at),
-            steps=StepAggregator(spec.step_seconds, spec.window, spec.metrics),
+            steps=StepAggregator.for_spec(self.forecaster.spec_for_steps()),
             memo=PolicyMemo(),
             limits=limits,
         )
@@ -197,11 +197,19 @@ class AgentLoop:
             rt.steps.add(bumped)
 
     def _forecast(self, now: float) -> dict[str, Prediction]:
+        spec = self.forecaster.spec_for_steps()
+        for rt in self.runtimes.values():
+            if not rt.steps.matches(spec):  # a swapped-in model with another step or window
+                rt.steps = StepAggregator.for_spec(spec)
         ids = list(self.runtimes)
         inputs = [ForecastInput(self.runtimes[sid].state, self.runtimes[sid].steps) for sid in ids]
         if not inputs:
             return {}
         preds = self.forecaster.predict(now, inputs)
+        fallbacks = self.forecaster.fallbacks_total
+        if fallbacks > self._fallbacks_seen:
+            self.metrics.forecast_fallbacks.inc(fallbacks - self._fallbacks_seen)
+        self._fallbacks_seen = fallbacks
         return dict(zip(ids, preds))
 
     def _decide(self, now: float, predictions: dict[str, Prediction]) -> dict[str, Proposal]:
@@ -249,12 +257,9 @@ class AgentLoop:
                                 applied=not result.errors, errors=tuple(result.errors))
             report.decisions.append(decision)
             rt.session.limits = applied
-            self._persist_limits(rt.session)
-
-    def _persist_limits(self, session: Session) -> None:
-        """Keep the record's limits current, unless `session stop` removed it meanwhile."""
-        if self.manager.store.has(session.session_id):
-            self.manager.store.save(session)
+            # informational only (recover() reads what is in force from the cgroup); skipped while
+            # the CLI holds the store lock, and never resurrects a session stopped meanwhile
+            self.manager.record_limits(sid, applied)
 
     def _count_directions(self, old: Limits | None, new: Limits) -> None:
         for resource in ("cpu_request", "cpu_limit", "mem_request", "mem_limit"):

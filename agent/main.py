@@ -20,7 +20,7 @@ from agent.collect.collector import Collector
 from agent.collect.detect import detect_cgroup_version
 from agent.collect.procfs import read_host_capacity
 from agent.config import Config
-from agent.forecast import ModelHolder, load_forecaster
+from agent.forecast import ModelHolder
 from agent.http import AgentHttpServer, health, parse_listen
 from agent.lifecycle import SessionManager
 from agent.loop import AgentLoop, RecordSink, TickReport
@@ -91,7 +91,7 @@ def build_agent(cfg: Config, *, actuator: Actuator | None = None, dry_run: bool 
     host_cpu, host_mem = read_host_capacity(Path(cfg.agent.procfs_root))
     host = (cfg.agent.host_cpu_cores or host_cpu, cfg.agent.host_mem_bytes or host_mem)
     metrics = AgentMetrics()
-    holder = forecaster or ModelHolder(load_forecaster(cfg.forecast.model_path, cfg, log))
+    holder = forecaster or ModelHolder.from_config(cfg, log)
     store = SessionStore(cfg.state_dir)
     manager = SessionManager(actuator, store, cfg)
     loop = AgentLoop(cfg, collector, holder, manager, host, metrics=metrics, detector=AnomalyDetector(),

@@ -80,9 +80,10 @@ class SessionStore:
     def _path(self, session_id: str) -> Path:
         return self.dir / f"{validate_name(session_id)}.json"
 
-    def save(self, session: Session) -> None:
+    def save(self, session: Session, durable: bool = True) -> None:
+        """durable=False skips the fsync: for the informational limits the loop records each change."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write_json(self._path(session.session_id), session.to_dict())
+        _atomic_write_json(self._path(session.session_id), session.to_dict(), durable)
 
     def load_all(self) -> list[Session]:
         if not self.dir.is_dir():
@@ -135,10 +136,11 @@ class SessionStore:
             return None
 
 
-def _atomic_write_json(path: Path, obj: dict) -> None:
+def _atomic_write_json(path: Path, obj: dict, durable: bool = True) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     with open(tmp, "w") as f:
         json.dump(obj, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
     os.replace(tmp, path)
