@@ -83,6 +83,7 @@ def measure_process(pid: int, seconds: float, poke=None) -> dict:
 
 
 def run_pspe_agent(state_dir: Path, parent: str, seconds: float) -> dict:
+    state_dir.mkdir(parents=True, exist_ok=True)
     cfg = state_dir / "agent.toml"
     cfg.write_text(
         f'[agent]\nstate_dir = "{state_dir}"\nadopt = ["{parent}/*"]\nsession_parent = "{parent}"\n'
@@ -128,6 +129,7 @@ def run_collectd(tmp: Path, seconds: float) -> dict | None:
     exe = shutil.which("collectd") or "/usr/sbin/collectd"
     if not os.path.exists(exe):
         return None
+    tmp.mkdir(parents=True, exist_ok=True)
     conf = tmp / "collectd.conf"
     conf.write_text(
         f'Interval 1\nBaseDir "{tmp}"\nPIDFile "{tmp}/collectd.pid"\nPluginDir "/usr/lib/collectd"\n'

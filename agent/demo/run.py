@@ -41,11 +41,16 @@ class DemoOptions:
     live: bool | None = None          # None: a live table when stdout is a terminal
 
 
-def demo_config(out_dir: Path, tick_seconds: float, pid: int) -> Config:
-    """Embedded defaults: state under the output dir, our own session parent, no broker, no database."""
+def demo_config(out_dir: Path, tick_seconds: float, pid: int, step_seconds: float = 0.0) -> Config:
+    """Embedded defaults: state under the output dir, our own session parent, no broker, no database.
+
+    `step_seconds` is the wall time of one replayed trace step: the model's 300 s step is mapped onto
+    it, so the bundled model sees the trace at its own resolution once 48 steps have been replayed.
+    """
     return build_config({
         "agent": {"state_dir": str(out_dir / "state"), "session_parent": f"pspe-demo-{pid}",
                   "tick_seconds": tick_seconds},
+        "forecast": {"step_seconds": step_seconds},
         "http": {"listen": ""},
     }, env={})
 
@@ -215,7 +220,7 @@ def run_demo(plans: list[SessionPlan], opts: DemoOptions, console, meta: dict) -
     from agent.main import build_agent
 
     opts.out_dir.mkdir(parents=True, exist_ok=True)
-    cfg = demo_config(opts.out_dir, opts.tick_seconds, os.getpid())
+    cfg = demo_config(opts.out_dir, opts.tick_seconds, os.getpid(), opts.step_seconds)
     agent = build_agent(cfg, dry_run=opts.dry_run)
     for note in agent.notes:
         console.print(f"[yellow]{note}")
