@@ -35,6 +35,16 @@ log = logging.getLogger("pspe.anomaly")
 SCORED_METRICS: tuple[str, ...] = tuple(m for m in SAMPLE_METRICS if m != "mem_peak_bytes")
 
 
+def _as_float(v: object) -> float:
+    """A sample value as a float; anything else (None, text) is missing, never an exception."""
+    if isinstance(v, float):
+        return v
+    try:
+        return float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
+
+
 @dataclass
 class _Session:
     scorer: SessionScorer
@@ -69,9 +79,10 @@ class AnomalyDetector:
             log.debug("anomaly: %s: sample at %s not after %s; dropped", session_id, now, sess.last_t)
             return []
         self._track_interval(sess, now)
-        values = {m: sample.values.get(m, math.nan) for m in SCORED_METRICS}
+        got = sample.values
+        values = {m: _as_float(got.get(m)) for m in SCORED_METRICS}
         for name, v in sample.app.items():
-            values[APP_PREFIX + name] = v
+            values[APP_PREFIX + str(name)] = _as_float(v)
         learned = None
         if self.learned is not None:
             try:

@@ -61,8 +61,9 @@ class AnomalyParams:
     app_seconds: float = 10.0
     app_factor: float = 2.0             # fps halved, latency doubled, ...
     baseline_seconds: float = 600.0     # "earlier level" of the typed rules: the window before theirs
-    generic_score: float = 0.9          # a generic anomaly: this many metrics scored at least this ...
-    generic_min_metrics: int = 2        # ... within short_ticks, one of them starting an event now
+    generic_score: float = 0.9          # a generic anomaly: this many metrics, each starting an event
+    generic_min_metrics: int = 2        # within short_ticks and scoring at least generic_score now,
+    generic_warmup: int = 1000          # once each has this many valid ticks (young likelihoods overreact)
     # Dedup and rate limit, per session.
     dedupe_seconds: float = 600.0       # same kind and metric again only after this long
     max_alerts_per_hour: int = 12

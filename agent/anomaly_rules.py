@@ -230,25 +230,27 @@ def app_degradation(v: RuleView) -> Alert | None:
 
 
 def generic_anomaly(v: RuleView) -> Alert | None:
-    """Several metrics unusual together, one of them starting a new event this tick.
+    """Several metrics went unusual together: each started an event (after its refractory
+    period) within the last `short_ticks` and each scores at least `generic_score` now.
 
     One bursty metric alone is too common on real sessions to page anyone (it
-    still shows in the per-metric scores); two or more at once is not.
+    still shows in the per-metric scores); two or more at once is not. The
+    limiter keeps one such alert per session and episode.
     """
     p = v.params
-    started = [(name, s) for name, s in v.scorer.streams.items() if s.ticks and s.last_alert == s.ticks - 1]
-    if not started:
-        return None
     n = p.short_ticks
-    high = [name for name, s in v.scorer.streams.items() if s.peak(n) >= p.generic_score]
-    if len(high) < p.generic_min_metrics:
+    together = [(name, s) for name, s in v.scorer.streams.items()
+                if s.valid >= p.generic_warmup and s.ticks - 1 - s.last_alert < n
+                and s.last_raw_score >= p.generic_score]
+    if len(together) < p.generic_min_metrics:
         return None
-    metric, s = max(started, key=lambda it: it[1].last_raw_score)
+    together.sort(key=lambda it: -it[1].last_raw_score)
+    metric, s = together[0]
     seen = s.ring[(s.ticks - 1) % s.cap]
-    others = [m for m in high if m != metric]
+    others = [m for m, _ in together[1:4]]
     return v.alert(ANOMALY, metric, max(v.scores.joint, s.last_raw_score), s.med, seen, n,
                    f"unusual {metric}: {seen:.4g} where about {s.med:.4g} was expected, "
-                   f"together with {', '.join(others[:3])}")
+                   f"together with {', '.join(others)}")
 
 
 TYPED_RULES = (runaway_cpu, memory_leak, io_storm, network_burst, app_degradation)

@@ -27,15 +27,20 @@ class TickScores:
     top: str | None            # the metric with the highest score this tick
 
 
+JOINT_MAX_K = 3          # agreement of up to this many metrics counts ...
+JOINT_MIN_DECADES = 2.0  # ... each at least this unusual (p <= 0.01)
+
+
 def joint_score(scores: list[float]) -> float:
     """Combine per-metric scores (each -log10 p / 10) with an order-statistic test.
 
     With p_(1) <= p_(2) <= ... the smallest p-values of n metrics, k of them as
     small as p_(k) has probability at most C(n, k) p_(k)^k when the metrics are
     independent and usual; the joint score is the best such k. One metric alone
-    is Bonferroni-corrected (n p_(1)); several unusual together weigh more, but
-    many slightly unusual metrics do not add up (Fisher's method would let them,
-    and resource metrics are too heavy-tailed for that).
+    is Bonferroni-corrected (n p_(1)); two or three clearly unusual together weigh
+    more. Resource metrics are correlated and heavy-tailed, so only a few metrics
+    that are each clearly unusual may add up: many slightly unusual ones never do
+    (Fisher's method would let them).
     """
     n = len(scores)
     if n == 0:
@@ -43,8 +48,8 @@ def joint_score(scores: list[float]) -> float:
     decades = sorted((10.0 * s for s in scores), reverse=True)       # -log10 p, largest first
     best = 0.0
     log_comb = 0.0
-    for k, d in enumerate(decades, start=1):
-        if d <= 0.0:
+    for k, d in enumerate(decades[:JOINT_MAX_K], start=1):
+        if k > 1 and d < JOINT_MIN_DECADES:
             break
         log_comb += math.log10((n - k + 1) / k)                         # log10 C(n, k)
         best = max(best, k * d - log_comb)

@@ -110,7 +110,9 @@ class MetricStream:
         """Score x (NaN: missing) from the past, then add it to the history; returns the score."""
         p = self.p
         t = self.ticks
-        ok = x == x
+        ok = -math.inf < x < math.inf        # NaN and infinities count as missing
+        if not ok:
+            x = NAN
         if t % p.baseline_refresh == 0:
             self._refresh_scale()
         if self.period and t % p.season_scale_refresh == 0:

@@ -117,7 +117,10 @@ def parse_windows(obj: object) -> dict[str, list[tuple[float, float]]]:
         for w in wins:
             if not (isinstance(w, list) and len(w) == 2 and all(isinstance(x, str) for x in w)):
                 raise NabCorpusError(f"combined_windows.json: {name}: bad window {w!r}")
-            a, b = parse_timestamp(w[0]), parse_timestamp(w[1])
+            try:
+                a, b = parse_timestamp(w[0]), parse_timestamp(w[1])
+            except ValueError:
+                raise NabCorpusError(f"combined_windows.json: {name}: bad timestamp in {w!r}") from None
             if b < a:
                 raise NabCorpusError(f"combined_windows.json: {name}: window ends before it starts: {w!r}")
             parsed.append((a, b))
