@@ -80,15 +80,6 @@ class BoundsMsg(msgspec.Struct, frozen=True):
         return Bounds(self.cpu_min, self.cpu_max, self.mem_min, self.mem_max)
 
 
-class SessionSample(msgspec.Struct, frozen=True, array_like=True):
-    """One session at one tick; `values` follow HostSamples.metrics (NaN = not read)."""
-
-    session_id: SessionId
-    values: list[float]
-    oom_kills: int = 0
-    app: dict[str, float] = {}
-
-
 class MetricProfile(msgspec.Struct, frozen=True):
     """One metric over a finished session; the same keys as agent/profile.py's summary."""
 
@@ -121,9 +112,31 @@ class _Telemetry(msgspec.Struct, tag_field="kind", kw_only=True, frozen=True):
 
 
 class HostSamples(_Telemetry, tag="samples"):
+    """All of a host's sessions at one tick, column by column (decodes ~10x faster than a row per session).
+
+    values[m][i] is metric `metrics[m]` of session `sessions[i]` (NaN: not read).
+    """
+
     interval_s: float
     metrics: list[str]
-    sessions: list[SessionSample]
+    # not regex-checked like SessionId (a regex per session was a third of the decode time);
+    # the ids come from the agent's own session store, which validates them
+    sessions: list[Annotated[str, msgspec.Meta(min_length=1, max_length=63)]]
+    values: list[list[float]]
+    oom_kills: list[int]
+    app: list[dict[str, float]]
+
+    def __post_init__(self) -> None:
+        n = len(self.sessions)
+        if len(self.values) != len(self.metrics) or any(len(col) != n for col in self.values):
+            raise ValueError("values must hold one column per metric, one entry per session")
+        if len(self.oom_kills) != n or len(self.app) != n:
+            raise ValueError("oom_kills and app must hold one entry per session")
+
+    def rows(self) -> list[tuple[str, list[float], int, dict[str, float]]]:
+        """(session_id, values in `metrics` order, oom_kills, app) per session."""
+        by_session = list(zip(*self.values)) if self.values else [() for _ in self.sessions]
+        return [(sid, list(v), o, a) for sid, v, o, a in zip(self.sessions, by_session, self.oom_kills, self.app)]
 
 
 class DecisionRecord(_Telemetry, tag="decision"):
@@ -277,11 +290,12 @@ def decode_command(body: bytes) -> Command:
 def host_samples(host: str, t: float, interval_s: float, samples: Mapping[str, Sample],
                  metrics: tuple[str, ...] = SAMPLE_METRICS) -> HostSamples:
     """One message for all of a host's sessions at one tick (seq is set by the publisher)."""
-    sessions = [
-        SessionSample(sid, [s.values.get(m, math.nan) for m in metrics], s.oom_kills, dict(s.app))
-        for sid, s in samples.items()
-    ]
-    return HostSamples(host=host, t=t, interval_s=interval_s, metrics=list(metrics), sessions=sessions)
+    nan = math.nan
+    sessions = list(samples)
+    items = list(samples.values())
+    values = [[s.values.get(m, nan) for s in items] for m in metrics]
+    return HostSamples(host=host, t=t, interval_s=interval_s, metrics=list(metrics), sessions=sessions,
+                       values=values, oom_kills=[s.oom_kills for s in items], app=[dict(s.app) for s in items])
 
 
 def decision_record(host: str, decision: Decision) -> DecisionRecord:

@@ -23,7 +23,7 @@ from typing import Sequence
 import psycopg
 
 from agent import protocol
-from profiles import partitions, rows
+from profiles import copybin, partitions, rows
 
 MAX_FUTURE_DAYS = 2
 
@@ -44,6 +44,18 @@ def _copy(cur: psycopg.Cursor, table: str, columns: Sequence[str], types: Sequen
         cp.set_types(list(types))
         for row in data:
             cp.write_row(row)
+
+
+def _copy_samples(cur: psycopg.Cursor, messages: list[protocol.HostSamples]) -> int:
+    """Binary COPY of every message's rows, built per message by profiles/copybin.py."""
+    if not messages:
+        return 0
+    with cur.copy(f"COPY samples ({', '.join(rows.SAMPLE_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as cp:
+        cp.write(copybin.HEADER)
+        for msg in messages:
+            cp.write(copybin.samples_copy_rows(msg))
+        cp.write(copybin.TRAILER)
+    return sum(len(m.sessions) for m in messages)
 
 
 class BatchWriter:
@@ -107,15 +119,15 @@ class BatchWriter:
         samples, decisions, alerts = [], [], []
         for msg in fresh:
             if isinstance(msg, protocol.HostSamples):
-                samples.extend(rows.sample_rows(msg))
+                samples.append(msg)
             elif isinstance(msg, protocol.DecisionRecord):
                 decisions.append(rows.decision_row(msg))
             elif isinstance(msg, protocol.AlertRecord):
                 alerts.append(rows.alert_row(msg))
-        _copy(cur, "samples", rows.SAMPLE_COLUMNS, rows.SAMPLE_TYPES, samples)
+        n_samples = _copy_samples(cur, samples)
         _copy(cur, "decisions", rows.DECISION_COLUMNS, rows.DECISION_TYPES, decisions)
         _copy(cur, "alerts", rows.ALERT_COLUMNS, rows.ALERT_TYPES, alerts)
-        result.rows.update(samples=len(samples), decisions=len(decisions), alerts=len(alerts))
+        result.rows.update(samples=n_samples, decisions=len(decisions), alerts=len(alerts))
         for msg in fresh:  # few per batch: plain upserts
             if isinstance(msg, protocol.SessionStarted):
                 cur.execute("""INSERT INTO sessions (host, session_id, started_at, cgroup, labels, limits, bounds)

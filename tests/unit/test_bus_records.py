@@ -48,7 +48,8 @@ def test_a_tick_becomes_starts_samples_decisions_alerts_then_ends():
     assert kinds == ["session_started", "samples", "decision", "alert", "session_ended"]
     started, samples, decision, alert, ended = recs
     assert started.labels == {"app": "web"} and started.limits.to_limits() == LIM
-    assert [s.session_id for s in samples.sessions] == ["s1", "s2"] and samples.sessions[0].values[0] == 0.3
+    assert samples.sessions == ["s1", "s2"] and samples.values[0] == [0.3, samples.values[0][1]]
+    assert samples.rows()[0][1][0] == 0.3
     assert decision.reasons == ["forecast"]
     assert alert.alert == "cpu_spike" and alert.severity == "critical" and alert.details == {"z": 4.5}
     assert ended.started_at == 1.0 and ended.profile.samples == 9

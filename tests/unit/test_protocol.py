@@ -18,8 +18,8 @@ def _all_messages():
         metrics={"cpu_cores": p.MetricProfile(0.4, 0.4, 0.6, 0.9, 1.0, 0.01, 2.25)},
         final_limits=p.LimitsMsg.of(LIM), labels={"app": "web"}, oom_kills=1)
     return [
-        p.HostSamples(host="h1", seq=1, t=10.0, interval_s=1.0, metrics=["cpu_cores"],
-                      sessions=[p.SessionSample("s1", [0.5], 0, {"fps": 59.0})]),
+        p.HostSamples(host="h1", seq=1, t=10.0, interval_s=1.0, metrics=["cpu_cores"], sessions=["s1"],
+                      values=[[0.5]], oom_kills=[0], app=[{"fps": 59.0}]),
         p.DecisionRecord(host="h1", seq=2, t=10.0, session_id="s1", old=None, new=p.LimitsMsg.of(LIM),
                          reasons=["up"]),
         p.AlertRecord(host="h1", seq=3, t=10.0, session_id="s1", alert="cpu_spike", score=0.9,
@@ -59,9 +59,19 @@ def test_telemetry_and_command_decoders_refuse_each_others_kinds():
 def test_nan_values_survive_the_wire():
     msg = p.host_samples("h1", 1.0, 1.0, {"s1": Sample(t=1.0, values={"cpu_cores": 0.25})})
     back = p.decode(p.encode(msg))
-    values = back.sessions[0].values
-    assert values[0] == 0.25 and all(math.isnan(v) for v in values[1:])
-    assert back.metrics == list(SAMPLE_METRICS)
+    (sid, values, ooms, app), = back.rows()
+    assert sid == "s1" and values[0] == 0.25 and all(math.isnan(v) for v in values[1:])
+    assert back.metrics == list(SAMPLE_METRICS) and ooms == 0 and app == {}
+
+
+@pytest.mark.parametrize("change", [{"values": [[1.0, 2.0]]}, {"oom_kills": []}, {"app": [{}, {}]},
+                                    {"values": []}])
+def test_host_samples_with_ragged_columns_are_malformed(change):
+    good = p.HostSamples(host="h1", t=1.0, interval_s=1.0, metrics=["cpu_cores"], sessions=["s1"],
+                         values=[[0.5]], oom_kills=[0], app=[{}])
+    raw = dict(msgspec.msgpack.decode(p.encode(good)), **change)
+    with pytest.raises(p.DecodeError):
+        p.decode(msgspec.msgpack.encode(raw))
 
 
 @pytest.mark.parametrize("body", [b"", b"\xc1", b"\x01", msgspec.msgpack.encode([1, 2]),
