@@ -25,8 +25,11 @@ CREATE TABLE samples (
     app             jsonb
 ) PARTITION BY RANGE (t);
 
--- Per-session history reads (training, profiles); created on every partition.
-CREATE INDEX samples_session_t ON samples (session_id, t);
+-- Reads are by time range (training windows, profile builds): partition pruning picks the
+-- days, a BRIN index on t the blocks within a day. A btree on (session_id, t) would make
+-- per-session lookups faster but cut COPY throughput about 3x (measured: 370k -> 120k
+-- rows/s); add one on closed partitions in a later migration if a query needs it.
+CREATE INDEX samples_t_brin ON samples USING brin (t);
 
 -- Idempotency: one row per telemetry message ever written, keyed by the agent's (host, seq).
 -- Written in the same transaction as the message's rows, so a crash mid-batch leaves
