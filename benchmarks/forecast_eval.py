@@ -45,7 +45,7 @@ def frontier(traces: str, model: str, limit: int | None, days: float | None, job
         return [{"family": f, "name": name, **figs} for f, name, figs in pool.map(_frontier_one, work)]
 
 
-def plot_frontier(points: list[dict], standard: dict, path: Path) -> None:
+def plot_frontier(points: list[dict], standard: dict, path: Path, title: str = "") -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -64,11 +64,43 @@ def plot_frontier(points: list[dict], standard: dict, path: Path) -> None:
     ax.set_xlabel("CPU steps under-provisioned (median across VMs, %)")
     ax.set_ylabel("CPU slack of the cap (median across VMs, %)")
     ax.set_xscale("symlog", linthresh=0.1)
-    ax.set_title("Slack vs under-provisioning (stars: the standard settings)", fontsize=9)
+    ax.set_xlim(left=0)
+    ax.set_title(title or "CPU slack vs under-provisioning, each policy swept over its knob", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def plot_wape(result: dict, path: Path) -> None:
+    """Pooled CPU WAPE of the median per horizon, every forecaster."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
+    for name, f in result["forecast"].items():
+        cpu = f["by_horizon"]["cpu_cores"]
+        wape = [100 * w for w in cpu["wape"]]
+        if max(wape) > 60:
+            continue   # window_peak is not a median forecast: off the chart
+        ax.plot([5 * h for h in cpu["horizons"]], wape, "o-", ms=3, label=name)
+    ax.set_xlabel("minutes ahead")
+    ax.set_ylabel("CPU WAPE of the median, pooled (%)")
+    ax.set_title(f"Forecast error by horizon, {result['series']} VMs", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def replot(results: Path, out: Path, title: str) -> None:
+    ev = results / "evaluation.json"
+    if ev.is_file():
+        plot_wape(json.loads(ev.read_text()), out / "forecast_wape.png")
+    fr = results / "frontier.json"
+    if fr.is_file():
+        plot_frontier(json.loads(fr.read_text()), {}, out / "forecast_frontier.png", title)
 
 
 def inference_cost(model: str) -> dict:
@@ -88,12 +120,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frontier-days", type=float, default=7)
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--skip-evaluate", action="store_true")
+    ap.add_argument("--replot", action="store_true", help="only redraw the PNGs from --results")
     ap.add_argument("--out", default=str(ROOT / "docs" / "img"), help="where the PNG goes")
     ap.add_argument("--results", default="/tmp/pspe-forecast-eval", help="where the JSON results go")
     args = ap.parse_args(argv)
     out, res_dir = Path(args.out), Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
     res_dir.mkdir(parents=True, exist_ok=True)
+    title = (f"CPU slack vs under-provisioning: {args.frontier_limit} VMs x {args.frontier_days:g} days of "
+             f"{Path(args.traces).name}, each policy swept")
+    if args.replot:
+        replot(res_dir, out, title)
+        return 0
     report: dict = {"command": " ".join(["benchmarks/forecast_eval.py", *(argv or sys.argv[1:])])}
     t0 = time.monotonic()
     report["inference"] = inference_cost(args.model)
@@ -108,12 +146,13 @@ def main(argv: list[str] | None = None) -> int:
         print(format_table(res), flush=True)
         print(json.dumps(json_summary(res)), flush=True)
         standard = res["policies"]
+        plot_wape(res, out / "forecast_wape.png")
     points = frontier(args.traces, args.model, args.frontier_limit, args.frontier_days, args.jobs)
     (res_dir / "frontier.json").write_text(json.dumps(points, indent=1, default=float))
     for p in points:
         print(f"{p['family']:<12}{p['name']:<22}slack {p['cpu_slack']:.3f} under {p['cpu_under']:.4f} "
               f"req slack {p['cpu_req_slack']:.3f} oom {p['oom_kills']:.0f} chg/h {p['changes_per_hour']:.2f}")
-    plot_frontier(points, {}, out / "forecast_frontier.png")
+    plot_frontier(points, {}, out / "forecast_frontier.png", title)
     report["seconds"] = round(time.monotonic() - t0, 1)
     print(json.dumps(report))
     return 0

@@ -212,7 +212,13 @@ DEFAULT_STORE_QUERY = (
 
 def series_from_rows(rows: Iterable[Sequence[Any]], metrics: Sequence[str],
                      step_seconds: float = STEP_SECONDS) -> list[Series]:
-    """(session_id, t, *metric values) rows -> one Series per session, averaged into `step_seconds` steps."""
+    """(session_id, t, *metric values) rows -> one Series per session on the `step_seconds` grid.
+
+    Steps are folded as the agent folds them (agent/downsample.py `bucket_series`:
+    rates averaged, memory at its peak); steps without a row are missing (NaN).
+    """
+    from agent.downsample import bucket_series
+
     per: dict[str, list[Sequence[Any]]] = {}
     for row in rows:
         per.setdefault(str(row[0]), []).append(row)
@@ -222,11 +228,16 @@ def series_from_rows(rows: Iterable[Sequence[Any]], metrics: Sequence[str],
         arr = arr[np.isfinite(arr[:, 0])]
         if not arr.size:
             continue
-        grid = np.floor(arr[:, 0] / step_seconds).astype(np.int64)
-        bucket = grid - grid.min()
-        n = int(bucket.max()) + 1
-        values = {m: bucket_mean(bucket, arr[:, j + 1], n) for j, m in enumerate(metrics)}
-        times = (grid.min() + np.arange(n, dtype=np.float64)) * step_seconds
+        starts, folded = bucket_series(step_seconds, arr[:, 0], {m: arr[:, j + 1] for j, m in enumerate(metrics)},
+                                       list(metrics))
+        k = np.rint((starts - starts[0]) / step_seconds).astype(np.int64)
+        n = int(k[-1]) + 1
+        values = {}
+        for m in metrics:
+            v = np.full(n, np.nan)
+            v[k] = folded[m]
+            values[m] = v
+        times = starts[0] + step_seconds * np.arange(n, dtype=np.float64)
         out.append(Series(name=sid, times=times, values=values, source="store", step_seconds=step_seconds))
     return out
 

@@ -59,7 +59,8 @@ def test_store_rows_become_one_series_per_session():
     rows = [("a", 0.0, 1.0, 100.0), ("a", 150.0, 3.0, 300.0), ("a", 600.0, None, 50.0), ("b", 0.0, 0.5, 10.0)]
     out = {s.name: s for s in series_from_rows(rows, ["cpu_cores", "mem_bytes"])}
     a = out["a"]
-    assert a.times.tolist() == [0.0, 300.0, 600.0]
+    assert a.times.tolist() == [0.0, 300.0, 600.0]        # the silent step 300 is on the grid, missing
     assert a.get("cpu_cores")[0] == 2.0 and math.isnan(a.get("cpu_cores")[1]) and math.isnan(a.get("cpu_cores")[2])
+    assert a.get("mem_bytes")[0] == 300.0                 # memory: the step's peak, as the agent folds it
     assert a.get("mem_bytes")[2] == 50.0
     assert out["b"].get("cpu_cores").tolist() == [0.5]
