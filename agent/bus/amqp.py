@@ -8,7 +8,9 @@ a publisher never stalls a consumer.
 
 With `declare=True` (development, tests, the ingest service) the code declares
 the whole topology; with `declare=False` (per-host users without configure
-permission) it only checks, passively, that what it uses exists.
+permission) it only checks, passively, that what it uses exists; "auto" tries
+to declare and falls back to the passive check when the broker refuses
+(ACCESS_REFUSED), so one agent build serves a dev broker and a locked-down one.
 """
 
 from __future__ import annotations
@@ -42,6 +44,24 @@ async def declare_topology(channel: AbstractChannel, topo: Topology, hosts: Sequ
         await q.bind(ex[topo.commands_exchange], topo.command_binding(host))
 
 
+Declare = bool | str   # True, False or "auto"
+
+
+async def _declared_channel(connection: AbstractConnection, declare: Declare, topo: Topology | None,
+                            hosts: Sequence[str], **channel_kw) -> AbstractChannel:
+    """A channel after declaring the topology if asked (and allowed, with "auto")."""
+    channel = await connection.channel(**channel_kw)
+    if not declare or topo is None:
+        return channel
+    try:
+        await declare_topology(channel, topo, hosts)
+    except aio_pika.exceptions.ChannelClosed:
+        if declare != "auto":
+            raise
+        channel = await connection.channel(**channel_kw)   # refused: the topology is the operator's
+    return channel
+
+
 async def _open(url: str, timeout: float) -> AbstractConnection:
     try:
         return await aio_pika.connect(url, timeout=timeout)
@@ -53,7 +73,7 @@ class AmqpPublisher(TelemetrySink):
     """Publishes to one exchange with confirms; an unroutable or refused message fails the batch."""
 
     def __init__(self, url: str, exchange: str, *, topology: Topology | None = None,
-                 declare_hosts: Sequence[str] = (), declare: bool = False, timeout_s: float = 10.0) -> None:
+                 declare_hosts: Sequence[str] = (), declare: Declare = False, timeout_s: float = 10.0) -> None:
         self.url = url
         self.exchange_name = exchange
         self.topology = topology
@@ -71,9 +91,8 @@ class AmqpPublisher(TelemetrySink):
         await self.close()
         self._connection = await _open(self.url, self.timeout_s)
         try:
-            channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
-            if self.declare and self.topology is not None:
-                await declare_topology(channel, self.topology, self.declare_hosts)
+            channel = await _declared_channel(self._connection, self.declare, self.topology, self.declare_hosts,
+                                              publisher_confirms=True, on_return_raises=True)
             self._exchange = await channel.get_exchange(self.exchange_name, ensure=True)
         except _ERRORS as e:
             await self.close()
@@ -137,7 +156,7 @@ class AmqpQueueSource(CommandSource):
     """Consumes one queue (a host's commands, or pspe.ingest) with manual acks and a prefetch bound."""
 
     def __init__(self, url: str, queue: str, *, prefetch: int = 100, topology: Topology | None = None,
-                 declare_hosts: Sequence[str] = (), declare: bool = False, timeout_s: float = 10.0) -> None:
+                 declare_hosts: Sequence[str] = (), declare: Declare = False, timeout_s: float = 10.0) -> None:
         self.url = url
         self.queue_name = queue
         self.prefetch = prefetch
@@ -155,11 +174,9 @@ class AmqpQueueSource(CommandSource):
         inbox = self._inbox
         self._connection.close_callbacks.add(lambda *_: inbox.put_nowait(_CLOSED))
         try:
-            channel = await self._connection.channel()
+            channel = await _declared_channel(self._connection, self.declare, self.topology, self.declare_hosts)
             channel.close_callbacks.add(lambda *_: inbox.put_nowait(_CLOSED))
             await channel.set_qos(prefetch_count=self.prefetch)
-            if self.declare and self.topology is not None:
-                await declare_topology(channel, self.topology, self.declare_hosts)
             queue = await channel.get_queue(self.queue_name, ensure=True)
             await queue.consume(inbox.put, no_ack=False)
         except _ERRORS as e:

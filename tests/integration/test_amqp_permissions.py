@@ -91,6 +91,11 @@ async def test_a_host_publishes_only_its_own_keys_and_reads_only_its_own_command
                               timeout_s=5)
     with pytest.raises(BusUnavailable):                           # no configure right: cannot declare
         await declaring.connect()
+    auto = AmqpPublisher(url, amqp_topology.telemetry_exchange, topology=amqp_topology, declare="auto",
+                         declare_hosts=[a], timeout_s=5)
+    await auto.connect()                                          # refused, falls back to the passive check
+    assert auto.connected
+    await auto.close()
 
     ingest = AmqpQueueSource(AMQP_URL, amqp_topology.ingest_queue)
     await ingest.connect()

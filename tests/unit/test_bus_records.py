@@ -72,3 +72,14 @@ def test_an_empty_tick_sends_nothing_and_the_sink_hands_records_over():
 
 def test_alerts_without_a_session_are_skipped():
     assert alert_record("h1", 1.0, Alert("", "x", 1.0)) is None
+
+
+def test_the_anomaly_detectors_alerts_become_records_with_their_evidence():
+    from agent.anomaly_alert import MEMORY_LEAK, Alert as AgentAlert
+
+    alert = AgentAlert(kind=MEMORY_LEAK, session_id="s1", t=5.0, metric="mem_bytes", score=0.93, expected=1e8,
+                       seen=float("nan"), window_seconds=600.0, message="memory grew 40 % in 10 min")
+    rec = alert_record("h1", 6.0, alert)
+    assert (rec.alert, rec.session_id, rec.t, rec.score, rec.message) == (
+        MEMORY_LEAK, "s1", 5.0, 0.93, "memory grew 40 % in 10 min")
+    assert rec.details == {"metric": "mem_bytes", "expected": 1e8, "window_seconds": 600.0}   # None dropped
