@@ -15,12 +15,11 @@ is idempotent on (host, seq). Commands (centre -> agent) carry a unique
 from __future__ import annotations
 
 import math
-from typing import Annotated, Mapping, Union
+from typing import Annotated, Union
 
 import msgspec
 
-from agent.limits import Bounds, Decision, Limits
-from agent.state import SAMPLE_METRICS, Sample
+from agent.limits import Bounds, Limits
 
 SCHEMA_VERSION = 1
 SUPPORTED_VERSIONS = frozenset({1})
@@ -228,7 +227,7 @@ TELEMETRY_TYPES = (HostSamples, DecisionRecord, AlertRecord, SessionStarted, Ses
 COMMAND_TYPES = (SessionStart, SessionStop, PolicyUpdate, Override, ModelPromoted, ModelRollback)
 
 
-# ---- encode / decode ----------------------------------------------------------------------
+# ---- encode / decode (the builders from agent types live in agent/bus/records.py) ----------------------------------------------------------------------
 
 class _Header(msgspec.Struct):
     kind: object = None
@@ -283,42 +282,6 @@ def decode_telemetry(body: bytes) -> Telemetry:
 
 def decode_command(body: bytes) -> Command:
     return _decode(body, "command")
-
-
-# ---- builders the loop uses (pure) --------------------------------------------------------
-
-def host_samples(host: str, t: float, interval_s: float, samples: Mapping[str, Sample],
-                 metrics: tuple[str, ...] = SAMPLE_METRICS) -> HostSamples:
-    """One message for all of a host's sessions at one tick (seq is set by the publisher)."""
-    nan = math.nan
-    sessions = list(samples)
-    items = list(samples.values())
-    values = [[s.values.get(m, nan) for s in items] for m in metrics]
-    return HostSamples(host=host, t=t, interval_s=interval_s, metrics=list(metrics), sessions=sessions,
-                       values=values, oom_kills=[s.oom_kills for s in items], app=[dict(s.app) for s in items])
-
-
-def decision_record(host: str, decision: Decision) -> DecisionRecord:
-    return DecisionRecord(
-        host=host, t=decision.t, session_id=decision.session_id,
-        old=LimitsMsg.of(decision.old) if decision.old else None, new=LimitsMsg.of(decision.new),
-        reasons=list(decision.reasons), applied=decision.applied, errors=list(decision.errors),
-    )
-
-
-def session_profile(d: Mapping) -> SessionProfile:
-    """agent/profile.py's build_profile() dict as a typed profile (unknown keys ignored)."""
-    metrics = {
-        name: MetricProfile(**{k: float(v) for k, v in m.items() if k in MetricProfile.__struct_fields__})
-        for name, m in (d.get("metrics") or {}).items()
-    }
-    limits = d.get("final_limits")
-    return SessionProfile(
-        duration_s=float(d.get("duration_s", 0.0)), samples=int(d.get("samples", 0)), metrics=metrics,
-        final_limits=LimitsMsg.of(Limits.from_dict(limits)) if limits else None,
-        labels={str(k): str(v) for k, v in (d.get("labels") or {}).items()},
-        oom_kills=int(d.get("oom_kills", 0)), limit_changes=int(d.get("limit_changes", 0)),
-    )
 
 
 def with_seq(msg: _Telemetry, seq: int) -> _Telemetry:

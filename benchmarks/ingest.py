@@ -41,6 +41,7 @@ import aio_pika  # noqa: E402
 import psycopg  # noqa: E402
 
 from agent import protocol  # noqa: E402
+from agent.bus import records  # noqa: E402
 from agent.bus.amqp import AmqpPublisher, AmqpQueueSource, declare_topology  # noqa: E402
 from agent.bus.backoff import Backoff  # noqa: E402
 from agent.bus.publisher import SeqCounter, TelemetryPublisher  # noqa: E402
@@ -90,7 +91,7 @@ def publish_cost_per_tick(sessions: int, ticks: int = 30) -> dict:
     build, submit, encode, size = [], [], [], 0
     for i in range(ticks):
         t0 = time.perf_counter()
-        msg = protocol.host_samples("h1", float(i), 1.0, samples)
+        msg = records.host_samples("h1", float(i), 1.0, samples)
         t1 = time.perf_counter()
         pub.submit([msg])
         t2 = time.perf_counter()
@@ -114,7 +115,7 @@ async def publish_all(url: str, topo: Topology, hosts: int, ticks: list[dict[str
 
     async def one(p: TelemetryPublisher) -> None:
         for i, samples in enumerate(ticks):
-            p.submit([protocol.host_samples(p.host, now + i, 1.0, samples)])
+            p.submit([records.host_samples(p.host, now + i, 1.0, samples)])
             await p.step()  # returns once the broker confirmed this tick (or it went to the spool)
         while p.spool.pending_records:
             await asyncio.sleep(0.05)
@@ -138,7 +139,7 @@ def raw_copy_rate(dsn: str, ticks: list[dict[str, Sample]], hosts: int) -> tuple
     chunks = [copybin.HEADER]
     for h in range(hosts):
         for i, samples in enumerate(ticks):
-            msg = protocol.with_seq(protocol.host_samples(f"bench-h{h}", now + i, 1.0, samples), i + 1)
+            msg = protocol.with_seq(records.host_samples(f"bench-h{h}", now + i, 1.0, samples), i + 1)
             chunks.append(copybin.samples_copy_rows(msg))
     chunks.append(copybin.TRAILER)
     with psycopg.connect(dsn, autocommit=True) as conn:

@@ -1,4 +1,4 @@
-"""A tick's report as telemetry records (pure): what the loop hands the publisher each tick.
+"""Telemetry records built from the agent's own types (pure): what the loop hands the publisher each tick.
 
 `tick_records()` reads only attributes of the loop's TickReport (t, samples,
 decisions, alerts, started, ended, profiles), so it does not import the loop.
@@ -10,14 +10,51 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from agent import protocol
+from agent.limits import Decision, Limits
 from agent.session import Session
+from agent.state import SAMPLE_METRICS, Sample
 
 log = logging.getLogger("pspe.bus.records")
 
 SessionLookup = Callable[[str], "Session | None"]
+
+
+def host_samples(host: str, t: float, interval_s: float, samples: Mapping[str, Sample],
+                 metrics: tuple[str, ...] = SAMPLE_METRICS) -> protocol.HostSamples:
+    """One message for all of a host's sessions at one tick (seq is set by the publisher)."""
+    nan = math.nan
+    items = list(samples.values())
+    values = [[s.values.get(m, nan) for s in items] for m in metrics]
+    return protocol.HostSamples(host=host, t=t, interval_s=interval_s, metrics=list(metrics),
+                                sessions=list(samples), values=values, oom_kills=[s.oom_kills for s in items],
+                                app=[dict(s.app) for s in items])
+
+
+def decision_record(host: str, decision: Decision) -> protocol.DecisionRecord:
+    return protocol.DecisionRecord(
+        host=host, t=decision.t, session_id=decision.session_id,
+        old=protocol.LimitsMsg.of(decision.old) if decision.old else None, new=protocol.LimitsMsg.of(decision.new),
+        reasons=list(decision.reasons), applied=decision.applied, errors=list(decision.errors),
+    )
+
+
+def session_profile(d: Mapping) -> protocol.SessionProfile:
+    """agent/profile.py's build_profile() dict as a typed profile (unknown keys ignored, None as NaN)."""
+    fields = protocol.MetricProfile.__struct_fields__
+    metrics = {
+        name: protocol.MetricProfile(**{k: math.nan if v is None else float(v) for k, v in m.items() if k in fields})
+        for name, m in (d.get("metrics") or {}).items()
+    }
+    limits = d.get("final_limits")
+    return protocol.SessionProfile(
+        duration_s=float(d.get("duration_s", 0.0)), samples=int(d.get("samples", 0)), metrics=metrics,
+        final_limits=protocol.LimitsMsg.of(Limits.from_dict(limits)) if limits else None,
+        labels={str(k): str(v) for k, v in (d.get("labels") or {}).items()},
+        oom_kills=int(d.get("oom_kills", 0)), limit_changes=int(d.get("limit_changes", 0)),
+    )
 
 
 def alert_record(host: str, t: float, alert: Any) -> protocol.AlertRecord | None:
@@ -46,7 +83,7 @@ def session_started(host: str, t: float, session: Session) -> protocol.SessionSt
 
 
 def session_ended(host: str, t: float, session_id: str, profile: dict | None) -> protocol.SessionEnded:
-    prof = protocol.session_profile(profile) if profile else None
+    prof = session_profile(profile) if profile else None
     started = float(profile.get("started_at", t)) if profile else t
     return protocol.SessionEnded(host=host, t=t, session_id=session_id, started_at=started,
                                  ended_at=float(profile.get("ended_at", t)) if profile else t,
@@ -62,8 +99,8 @@ def tick_records(host: str, report: Any, interval_s: float, lookup: SessionLooku
         if session is not None:
             out.append(session_started(host, t, session))
     if report.samples:
-        out.append(protocol.host_samples(host, t, interval_s, report.samples))
-    out.extend(protocol.decision_record(host, d) for d in report.decisions)
+        out.append(host_samples(host, t, interval_s, report.samples))
+    out.extend(decision_record(host, d) for d in report.decisions)
     for alert in report.alerts:
         rec = alert_record(host, t, alert)
         if rec is not None:

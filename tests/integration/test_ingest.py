@@ -13,6 +13,7 @@ import pytest
 from agent import protocol
 from agent.bus.amqp import AmqpPublisher, AmqpQueueSource
 from agent.bus.backoff import Backoff
+from agent.bus import records
 from agent.bus.base import OutMessage
 from agent.bus.publisher import SeqCounter, TelemetryPublisher
 from agent.bus.spool import Spool
@@ -45,7 +46,7 @@ def count(conn, sql="SELECT count(*) FROM samples"):
 def host_tick(host, t, sessions=20, decision=False):
     samples = {f"s{i}": Sample(t=t, values={"cpu_cores": 0.01 * i, "mem_bytes": 1e6 * i}, app={"fps": 60.0})
                for i in range(sessions)}
-    recs = [protocol.host_samples(host, t, 1.0, samples)]
+    recs = [records.host_samples(host, t, 1.0, samples)]
     if decision:
         recs.append(protocol.DecisionRecord(host=host, t=t, session_id="s0", old=None,
                                             new=protocol.LimitsMsg.of(Limits(0.5, 1, 1 << 28, 1 << 29))))

@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from agent import protocol
+from agent.bus import records
 from agent.bus.backoff import Backoff
 from agent.bus.memory import MemoryBroker, MemoryPublisher
 from agent.bus.publisher import SeqCounter, TelemetryPublisher
@@ -26,7 +27,7 @@ class Clock:
 
 
 def tick(host, t, n_sessions=3):
-    return protocol.host_samples(host, t, 1.0, {f"s{i}": Sample(t=t, values={"cpu_cores": t + i / 10})
+    return records.host_samples(host, t, 1.0, {f"s{i}": Sample(t=t, values={"cpu_cores": t + i / 10})
                                                 for i in range(n_sessions)})
 
 

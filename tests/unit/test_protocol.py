@@ -6,6 +6,7 @@ import msgspec
 import pytest
 
 from agent import protocol as p
+from agent.bus import records
 from agent.limits import Bounds, Decision, Limits
 from agent.state import SAMPLE_METRICS, Sample
 
@@ -57,7 +58,7 @@ def test_telemetry_and_command_decoders_refuse_each_others_kinds():
 
 
 def test_nan_values_survive_the_wire():
-    msg = p.host_samples("h1", 1.0, 1.0, {"s1": Sample(t=1.0, values={"cpu_cores": 0.25})})
+    msg = records.host_samples("h1", 1.0, 1.0, {"s1": Sample(t=1.0, values={"cpu_cores": 0.25})})
     back = p.decode(p.encode(msg))
     (sid, values, ooms, app), = back.rows()
     assert sid == "s1" and values[0] == 0.25 and all(math.isnan(v) for v in values[1:])
@@ -114,7 +115,7 @@ def test_bad_model_checksum_and_non_positive_override_are_refused():
 
 def test_builders_convert_agent_types_and_seq_is_set_later():
     d = Decision(t=3.0, session_id="s1", old=None, new=LIM, reasons=("forecast",), applied=False, errors=("EBUSY",))
-    rec = p.decision_record("h1", d)
+    rec = records.decision_record("h1", d)
     assert rec.seq == 0 and rec.new.to_limits() == LIM and rec.errors == ["EBUSY"]
     assert p.with_seq(rec, 42).seq == 42
     assert p.BoundsMsg.of(Bounds()).to_bounds() == Bounds()
@@ -130,7 +131,7 @@ def test_session_profile_takes_the_agents_profile_dict():
     for i in range(10):
         state.push(Sample(t=float(i + 1), values={"cpu_cores": 0.1 * i, "mem_bytes": 1e6}))
     d = build_profile(state, LIM, {"app": "web"}, changes=2, ended_at=11.0)
-    prof = p.session_profile(d)
+    prof = records.session_profile(d)
     assert prof.samples == 10 and prof.limit_changes == 2 and prof.labels == {"app": "web"}
     assert prof.final_limits.to_limits() == LIM
     assert np.isclose(prof.metrics["cpu_cores"].peak, 0.9)

@@ -10,6 +10,7 @@ import struct
 import pytest
 
 from agent import protocol
+from agent.bus import records
 from agent.state import SAMPLE_METRICS, Sample
 from profiles import copybin, rows
 
@@ -55,7 +56,7 @@ def expected(msg):
 
 def msg_with(values_of, n=5, app=lambda i: {"fps": 60.0 + i} if i % 2 else {}, metrics=SAMPLE_METRICS):
     samples = {f"web-{i}": Sample(t=0.0, values=values_of(i), oom_kills=i, app=app(i)) for i in range(n)}
-    return protocol.with_seq(protocol.host_samples("h1", 1_800_000_000.123456, 1.0, samples, metrics), 42)
+    return protocol.with_seq(records.host_samples("h1", 1_800_000_000.123456, 1.0, samples, metrics), 42)
 
 
 @pytest.mark.parametrize("values_of", [
@@ -84,7 +85,7 @@ def test_non_finite_app_values_become_json_null_and_empty_messages_are_empty():
     msg = msg_with(lambda i: {}, n=1, app=lambda i: {"fps": math.nan, "lat": 2.0})
     (row,) = parse_copy(copybin.HEADER + copybin.samples_copy_rows(msg) + copybin.TRAILER)
     assert row[-1] == (1, {"fps": None, "lat": 2.0})
-    empty = protocol.host_samples("h1", 1.0, 1.0, {})
+    empty = records.host_samples("h1", 1.0, 1.0, {})
     assert copybin.samples_copy_rows(empty) == b""
 
 
