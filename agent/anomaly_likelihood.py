@@ -45,8 +45,10 @@ class Likelihood:
     def update(self, raw: float | None) -> float:
         """Take this tick's raw score (None: missing) and return the likelihood score in [0, 1]."""
         t = self.ticks
-        rpos = t % self.short
-        old = self.raw[rpos]
+        short, cap = self.short, self.cap
+        rbuf = self.raw
+        rpos = t % short
+        old = rbuf[rpos]
         if old == old:
             self.rsum -= old
             self.rcnt -= 1
@@ -55,30 +57,32 @@ class Likelihood:
         else:
             self.rsum += raw
             self.rcnt += 1
-        self.raw[rpos] = raw
+        rbuf[rpos] = raw
         a = self.rsum / self.rcnt if self.rcnt else math.nan
         # The mean `short` ticks old enters the history; the one `cap` ticks old leaves it.
         avg = self.avg
-        apos = t % self.cap
-        if t >= self.short:
-            entering = avg[(t - self.short) % self.cap]
+        apos = t % cap
+        if t >= short:
+            entering = avg[(t - short) % cap]
+            leaving = avg[apos]
             if entering == entering:
                 self.s1 += entering
                 self.s2 += entering * entering
                 self.cnt += 1
-            leaving = avg[apos]
             if leaving == leaving:
                 self.s1 -= leaving
                 self.s2 -= leaving * leaving
                 self.cnt -= 1
         avg[apos] = a
-        self.ticks = t + 1
-        if self.ticks % self.cap == 0:
+        t += 1
+        self.ticks = t
+        if t % cap == 0:
             self._resum()
-        if a != a or self.cnt < self.learn:
+        cnt = self.cnt
+        if a != a or cnt < self.learn:
             return 0.0
-        mu = self.s1 / self.cnt
-        var = (self.s2 - self.s1 * mu) / (self.cnt - 1)
+        mu = self.s1 / cnt
+        var = (self.s2 - self.s1 * mu) / (cnt - 1)
         sd = math.sqrt(var) if var > 0.0 else 0.0
         return tail_score((a - mu) / (sd if sd > self.min_spread else self.min_spread))
 

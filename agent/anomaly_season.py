@@ -47,26 +47,25 @@ def find_periods(history: np.ndarray, min_period: int, max_period: int, min_acf:
     return out
 
 
-def seasonal_error(ring: list[float], pos: int, x: float, period: int, cycles: int, jitter: int) -> float:
+def seasonal_error(ring, pos: int, x: float, period: int, cycles: int, jitter: int) -> float:
     """Seasonal error of x against a ring of past values whose next write is at `pos`.
 
     The caller checks that the ring holds at least cycles * period + jitter past
     values. NaN when every candidate of every cycle is missing.
     """
     cap = len(ring)
+    width = 2 * jitter + 1
     per_cycle = []
     for k in range(1, cycles + 1):
-        best = math.inf
-        centre = pos - k * period
-        for j in range(-jitter, jitter + 1):
-            d = abs(x - ring[(centre + j) % cap])
-            if d < best:                    # NaN compares False: a missing value is skipped
-                best = d
-        if best < math.inf:
-            per_cycle.append(best)
-    if not per_cycle:
+        lo = (pos - k * period - jitter) % cap
+        hi = lo + width
+        seg = ring[lo:hi] if hi <= cap else ring[lo:] + ring[:hi - cap]
+        dists = [abs(x - v) for v in seg if v == v]      # a missing value is skipped
+        if dists:
+            per_cycle.append(min(dists))
+    n = len(per_cycle)
+    if n == 0:
         return math.nan
     per_cycle.sort()
-    n = len(per_cycle)
     h = n // 2
     return per_cycle[h] if n % 2 else 0.5 * (per_cycle[h - 1] + per_cycle[h])

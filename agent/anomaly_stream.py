@@ -33,7 +33,7 @@ NAN = math.nan
 
 class MetricStream:
     __slots__ = ("p", "ring", "cap", "ticks", "window", "med", "scale", "level", "season", "learned",
-                 "period", "e_ring", "e_scale", "lo", "hi", "valid", "last_alert", "last_score",
+                 "period", "e_ring", "e_window", "e_scale", "lo", "hi", "valid", "last_alert", "last_score",
                  "last_raw_score", "last_spatial", "_neg_inv_k", "peaks")
 
     PEAK_BLOCK = 16   # ticks per block of the coarse "highest score lately" record
@@ -51,6 +51,7 @@ class MetricStream:
         self.learned: Likelihood | None = None
         self.period = 0
         self.e_ring = array("d", [NAN]) * p.season_scale_ticks
+        self.e_window = SortedWindow()                 # the seasonal errors now in e_ring, sorted
         self.e_scale = NAN
         self.lo = math.inf
         self.hi = -math.inf
@@ -93,17 +94,13 @@ class MetricStream:
         self.scale = max(1.4826 * w.mad(m), floor, 1e-9)
 
     def _refresh_season_scale(self) -> None:
-        p = self.p
-        es = [v for v in self.e_ring if v == v]     # the ring holds exactly the last season_scale_ticks
-        if len(es) < 50:
+        """The seasonal error's own median over the last season_scale_ticks, floored like the level scale."""
+        if len(self.e_window) < 50:
             self.e_scale = NAN
             return
-        es.sort()
-        h = len(es) // 2
-        med = es[h] if len(es) % 2 else 0.5 * (es[h - 1] + es[h])
-        vals = [v for v in self.recent(p.season_scale_ticks) if v == v]
+        vals = [v for v in self.recent(self.p.season_scale_ticks) if v == v]
         span = (max(vals) - min(vals)) if vals else 0.0
-        self.e_scale = max(med, p.scale_floor * span, 1e-9)
+        self.e_scale = max(self.e_window.median(), self.p.scale_floor * span, 1e-9)
 
     # -- one tick --------------------------------------------------------------
     def update(self, x: float, learned_z: float | None = None) -> float:
@@ -177,7 +174,13 @@ class MetricStream:
             if leaving == leaving:
                 self.window.remove(leaving)
         self.ring[pos] = x
-        self.e_ring[t % p.season_scale_ticks] = e
+        epos = t % p.season_scale_ticks
+        old_e = self.e_ring[epos]
+        if old_e == old_e:
+            self.e_window.remove(old_e)
+        self.e_ring[epos] = e
+        if e == e:
+            self.e_window.add(e)
         if ok:
             self.window.add(x)
             if x < self.lo:
