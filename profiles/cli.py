@@ -21,10 +21,9 @@ import time
 
 import psycopg
 
-from agent.bus.amqp import AmqpQueueSource
 from agent.bus.topology import Topology
 from profiles import partitions
-from profiles.ingest import Ingest
+from profiles.ingest import build_ingest
 from profiles.migrate import MigrationError, migrate
 from profiles.queries import profile_for
 
@@ -43,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-messages", type=int, default=500)
     run.add_argument("--max-wait", type=float, default=0.5, help="seconds a batch may wait to fill")
     run.add_argument("--no-declare", action="store_true", help="do not declare the topology (definitions loaded)")
+    run.add_argument("--namespace", default="", help="use pspe.*-NAMESPACE names (side-by-side environments, tests)")
     run.add_argument("--maintain-every", type=float, default=3600.0, help="seconds between partition upkeep")
     sub.add_parser("migrate", help="apply SQL migrations")
     sub.add_parser("maintain", help="create partitions ahead and drop expired ones")
@@ -84,14 +84,11 @@ class _Stop(Exception):
 async def _run(args: argparse.Namespace) -> int:
     dsn = _need(args.database_url, "database url")
     url = _need(args.amqp_url, "amqp url")
-    with psycopg.connect(dsn) as conn:
-        migrate(conn)
-    topo = Topology()
-    source = AmqpQueueSource(url, topo.ingest_queue, prefetch=2 * args.batch_messages, topology=topo,
-                             declare=not args.no_declare)
-    ingest = Ingest(source, lambda: psycopg.connect(dsn), batch_rows=args.batch_rows,
-                    batch_messages=args.batch_messages, max_wait_s=args.max_wait,
-                    retention_days=args.retention_days)
+    topo = Topology().suffixed(args.namespace) if args.namespace else Topology()
+    ingest = build_ingest(url, dsn, topology=topo, declare=not args.no_declare, batch_rows=args.batch_rows,
+                          batch_messages=args.batch_messages, max_wait_s=args.max_wait,
+                          retention_days=args.retention_days)
+    source = ingest.source
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

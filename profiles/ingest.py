@@ -26,7 +26,10 @@ import psycopg
 
 from agent import protocol
 from agent.bus.backoff import Backoff
+from agent.bus.amqp import AmqpQueueSource
 from agent.bus.base import BusUnavailable, CommandSource, Delivery
+from agent.bus.topology import Topology
+from profiles.migrate import migrate
 from profiles.writer import BatchWriter, WriteResult
 
 log = logging.getLogger("pspe.ingest")
@@ -175,3 +178,17 @@ class Ingest:
 
     def close(self) -> None:
         self._drop_writer()
+
+
+def build_ingest(amqp_url: str, database_url: str, *, topology: Topology | None = None,
+                 declare: bool | str = True, batch_messages: int = 500, **kw) -> Ingest:
+    """Migrate the database and build an Ingest on the telemetry queue (pspe-ingest run, the demo).
+
+    Start `ingest.run()` as a task; cancel it and `await ingest.source.close()` to stop.
+    """
+    with psycopg.connect(database_url) as conn:
+        migrate(conn)
+    topo = topology or Topology()
+    source = AmqpQueueSource(amqp_url, topo.ingest_queue, prefetch=2 * batch_messages, topology=topo,
+                             declare=declare)
+    return Ingest(source, lambda: psycopg.connect(database_url), batch_messages=batch_messages, **kw)

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
 import time
 
 import msgspec
@@ -210,3 +215,24 @@ def test_partitions_are_made_ahead_and_dropped_past_retention(db):
     assert min(left) == dt.date(2030, 3, 4) and max(left) == dt.date(2030, 3, 12)
     for d in list(left):
         db.execute(f"DROP TABLE {partitions.partition_name(d)}")
+
+
+def test_pspe_ingest_cli_runs_migrates_and_stops_on_sigterm(amqp_topology, suffix, pg_dsn, db):
+    """The entry point: `pspe-ingest run` consumes real telemetry until SIGTERM, then exits cleanly."""
+    env = dict(os.environ, PSPE_AMQP_URL=AMQP_URL, PSPE_DATABASE_URL=pg_dsn, PYTHONPATH=os.getcwd())
+    out = subprocess.run([sys.executable, "-m", "profiles.cli", "migrate"], env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0 and json.loads(out.stdout) == {"applied": []}
+    proc = subprocess.Popen([sys.executable, "-m", "profiles.cli", "run", "--max-wait", "0.1", "--namespace", suffix],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        asyncio.run(_publish_ticks(amqp_topology, "cli-probe", 2, 3, time.time(), 1))
+        end = time.monotonic() + 30
+        while time.monotonic() < end and count(db, "SELECT count(*) FROM samples WHERE host = 'cli-probe'") < 6:
+            time.sleep(0.1)
+        assert count(db, "SELECT count(*) FROM samples WHERE host = 'cli-probe'") == 6
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 0, output
+    assert "ingest stopped" in output
