@@ -102,18 +102,19 @@ class AmqpPublisher(TelemetrySink):
         if not self.connected:
             raise BusUnavailable("not connected")
         exchange = self._exchange
-        try:
-            # all in flight at once: confirms come back pipelined, in one round trip or so
-            await asyncio.gather(*(
-                exchange.publish(
-                    aio_pika.Message(m.body, headers=dict(m.headers), message_id=m.message_id,
-                                     content_type=CONTENT_TYPE,
-                                     delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                    m.routing_key, mandatory=True, timeout=self.timeout_s)
-                for m in messages))
-        except _ERRORS as e:
+        # all in flight at once: confirms come back pipelined, in one round trip or so
+        results = await asyncio.gather(*(
+            exchange.publish(
+                aio_pika.Message(m.body, headers=dict(m.headers), message_id=m.message_id,
+                                 content_type=CONTENT_TYPE, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                m.routing_key, mandatory=True, timeout=self.timeout_s)
+            for m in messages), return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            if any(not isinstance(e, _ERRORS) for e in failed):
+                raise next(e for e in failed if not isinstance(e, _ERRORS))
             await self.close()
-            raise BusUnavailable(f"publish failed: {e!r}") from e
+            raise BusUnavailable(f"publish failed ({len(failed)} of {len(messages)}): {failed[0]!r}") from failed[0]
 
     async def close(self) -> None:
         conn, self._connection, self._exchange = self._connection, None, None
