@@ -23,7 +23,8 @@ from agent.anomaly_alert import KINDS, Alert
 from agent.anomaly_learned import ResidualSource
 from agent.anomaly_limit import AlertLimiter
 from agent.anomaly_params import AnomalyParams
-from agent.anomaly_rules import APP_PREFIX, TYPED_RULES, RuleView, generic_anomaly
+from agent.anomaly_rules import APP_PREFIX, TYPED_RULES, generic_anomaly
+from agent.anomaly_view import RuleView
 from agent.anomaly_score import SessionScorer, TickScores
 from agent.state import SAMPLE_METRICS, Sample
 
@@ -63,6 +64,11 @@ class AnomalyDetector:
         self.default_tick_seconds = default_tick_seconds
         self._sessions: dict[str, _Session] = {}
         self.dropped_samples = 0
+
+    @classmethod
+    def from_config(cls, cfg, learned: ResidualSource | None = None) -> "AnomalyDetector":
+        """Default parameters; the agent's tick interval is the first guess of each session's."""
+        return cls(learned=learned, default_tick_seconds=cfg.agent.tick_seconds)
 
     def observe(self, now: float, session_id: str, sample: Sample, cpu_limit: float | None = None) -> list[Alert]:
         """Score one sample of a session and return the alerts it raises (deduplicated, rate-limited).

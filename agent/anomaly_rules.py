@@ -2,8 +2,9 @@
 degrading application looks like in a session's recent history (pure).
 
 Each rule reads the metric histories kept by the scorer (the values up to and
-including this tick), compares a recent window with the session's earlier
-level, and returns an `Alert` with its evidence or None. Cheap checks on the
+including this tick, through agent.anomaly_view.RuleView), compares a recent
+window with the session's earlier level, and returns an `Alert` with its
+evidence or None. Cheap checks on the
 current value come first, so a quiet session costs a few comparisons a tick.
 Windows are in seconds and converted with the session's observed tick interval.
 """
@@ -11,15 +12,12 @@ Windows are in seconds and converted with the session's observed tick interval.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
 from agent.anomaly_alert import (ANOMALY, APP_DEGRADATION, IO_STORM, MEMORY_LEAK, NETWORK_BURST,
                                  RUNAWAY_CPU, Alert)
-from agent.anomaly_params import AnomalyParams
-from agent.anomaly_score import SessionScorer, TickScores
-from agent.anomaly_stream import MetricStream
+from agent.anomaly_view import RuleView, median
 
 MIB = 1024.0**2
 APP_PREFIX = "app:"
@@ -39,62 +37,6 @@ def bad_direction(app_metric: str) -> int:
     return 0
 
 
-def _finite(vals) -> list[float]:
-    return [v for v in vals if v == v]
-
-
-def _median(vals: list[float]) -> float:
-    if not vals:
-        return math.nan
-    s = sorted(vals)
-    h = len(s) // 2
-    return s[h] if len(s) % 2 else 0.5 * (s[h - 1] + s[h])
-
-
-@dataclass
-class RuleView:
-    """What the rules see of one session at one tick."""
-
-    session_id: str
-    now: float
-    tick_seconds: float
-    scorer: SessionScorer
-    scores: TickScores
-    params: AnomalyParams
-    cpu_limit: float | None = None
-
-    def ticks(self, seconds: float) -> int:
-        n = int(round(seconds / self.tick_seconds)) if self.tick_seconds > 0 else 3
-        return max(3, min(n, self.params.season_history // 2))
-
-    def stream(self, metric: str) -> MetricStream | None:
-        return self.scorer.streams.get(metric)
-
-    def split(self, metric: str, n: int) -> tuple[list[float], list[float]] | None:
-        """(earlier, recent): valid values before the last n ticks, and of the last n ticks.
-
-        None when the session is too young for an earlier level or the recent
-        window is mostly missing.
-        """
-        s = self.stream(metric)
-        if s is None:
-            return None
-        base = self.ticks(self.params.baseline_seconds)
-        hist = s.recent(n + base)
-        if len(hist) < n + min(base, 3 * n, 30):
-            return None
-        recent = _finite(hist[-n:])
-        earlier = _finite(hist[:-n])
-        if len(recent) < 0.8 * n or len(earlier) < 10:
-            return None
-        return earlier, recent
-
-    def alert(self, kind: str, metric: str, score: float, expected: float, seen: float,
-              n: int, message: str) -> Alert:
-        return Alert(kind, self.session_id, self.now, metric, float(score), float(expected), float(seen),
-                     n * self.tick_seconds, message)
-
-
 def runaway_cpu(v: RuleView) -> Alert | None:
     p = v.params
     s = v.stream("cpu_cores")
@@ -110,17 +52,17 @@ def runaway_cpu(v: RuleView) -> Alert | None:
     if parts is None:
         return None
     earlier, recent = parts
-    level = _median(recent)
+    level = median(recent)
     if level < p.runaway_min_cores:
         return None
-    cv = 1.4826 * _median([abs(x - level) for x in recent]) / level
+    cv = 1.4826 * median([abs(x - level) for x in recent]) / level
     if cv > p.runaway_flat_cv:
         return None
     throttled = v.split("cpu_throttled", n)
-    pinned = throttled is not None and _median(throttled[1]) >= p.runaway_throttled
+    pinned = throttled is not None and median(throttled[1]) >= p.runaway_throttled
     if v.cpu_limit:
         pinned = pinned or level >= 0.9 * v.cpu_limit
-    before = _median(earlier)
+    before = median(earlier)
     jumped = level >= p.runaway_jump * max(before, 0.05)
     if not (pinned or jumped):
         return None
@@ -176,7 +118,7 @@ def _surge(v: RuleView, metrics: tuple[tuple[str, float], ...], seconds: float, 
         if parts is None:
             continue
         earlier, recent = parts
-        level, before = _median(recent), _median(earlier)
+        level, before = median(recent), median(earlier)
         # An earlier level near zero is lifted to floor / factor: from nothing to the floor is enough.
         if level < floor or level < factor * max(before, floor / factor):
             continue
@@ -222,7 +164,7 @@ def app_degradation(v: RuleView) -> Alert | None:
         if parts is None:
             continue
         earlier, recent = parts
-        level, before = _median(recent), _median(earlier)
+        level, before = median(recent), median(earlier)
         if way < 0 and before > 0 and level <= before / p.app_factor:
             what = f"fell to {level:.3g} from {before:.3g}"
         elif way > 0 and before > 0 and level >= before * p.app_factor:

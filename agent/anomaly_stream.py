@@ -47,10 +47,10 @@ class MetricStream:
         self.med = NAN
         self.scale = NAN
         self.level = Likelihood(p.short_ticks, p.long_ticks, p.learn_ticks, p.min_spread)
-        self.season = Likelihood(p.short_ticks, p.long_ticks, p.learn_ticks, p.min_spread)
+        self.season: Likelihood | None = None          # seasonal state exists once a period was found
         self.learned: Likelihood | None = None
         self.period = 0
-        self.e_ring = array("d", [NAN]) * p.season_scale_ticks
+        self.e_ring: array | None = None
         self.e_window = SortedWindow()                 # the seasonal errors now in e_ring, sorted
         self.e_scale = NAN
         self.lo = math.inf
@@ -93,6 +93,11 @@ class MetricStream:
         floor = self.p.scale_floor * w.span()
         self.scale = max(1.4826 * w.mad(m), floor, 1e-9)
 
+    def _start_season(self) -> None:
+        p = self.p
+        self.season = Likelihood(p.short_ticks, p.long_ticks, p.learn_ticks, p.min_spread)
+        self.e_ring = array("d", [NAN]) * p.season_scale_ticks
+
     def _refresh_season_scale(self) -> None:
         """The seasonal error's own median over the last season_scale_ticks, floored like the level scale."""
         if len(self.e_window) < 50:
@@ -112,8 +117,11 @@ class MetricStream:
             x = NAN
         if t % p.baseline_refresh == 0:
             self._refresh_scale()
-        if self.period and t % p.season_scale_refresh == 0:
-            self._refresh_season_scale()
+        if self.period:
+            if self.season is None:
+                self._start_season()
+            if t % p.season_scale_refresh == 0:
+                self._refresh_season_scale()
         nik = self._neg_inv_k
         # 1. level (the median is exact every tick; the MAD is refreshed every few ticks)
         med = self.window.median() if len(self.window) >= 10 else NAN
@@ -129,7 +137,7 @@ class MetricStream:
             e = seasonal_error(self.ring, t % self.cap, x, self.period, p.season_cycles, p.season_jitter)
             if e == e and self.e_scale == self.e_scale:
                 raw = 1.0 - math.exp(e / self.e_scale * nik)
-        if self.period or self.season.ticks:       # the seasonal clock starts with the first period
+        if self.season is not None:                # its clock starts with the first period, then keeps going
             s = self.season.update(raw)
             if s > score:
                 score = s
@@ -174,13 +182,14 @@ class MetricStream:
             if leaving == leaving:
                 self.window.remove(leaving)
         self.ring[pos] = x
-        epos = t % p.season_scale_ticks
-        old_e = self.e_ring[epos]
-        if old_e == old_e:
-            self.e_window.remove(old_e)
-        self.e_ring[epos] = e
-        if e == e:
-            self.e_window.add(e)
+        if self.e_ring is not None:
+            epos = t % p.season_scale_ticks
+            old_e = self.e_ring[epos]
+            if old_e == old_e:
+                self.e_window.remove(old_e)
+            self.e_ring[epos] = e
+            if e == e:
+                self.e_window.add(e)
         if ok:
             self.window.add(x)
             if x < self.lo:

@@ -89,7 +89,8 @@ def replay_alert_rate(directory: Path, vms: int) -> dict:
         cols = {"cpu_cores": tr.cpu_cores_used, "mem_bytes": tr.mem_used_bytes, "disk_read_bps": tr.disk_read_bps,
                 "disk_write_bps": tr.disk_write_bps, "net_rx_bps": tr.net_rx_bps, "net_tx_bps": tr.net_tx_bps}
         for i in range(len(tr)):
-            for a in d.observe(float(i), path.name, Sample(t=float(i), values={m: float(c[i]) for m, c in cols.items()})):
+            sample = Sample(t=float(i), values={m: float(c[i]) for m, c in cols.items()})
+            for a in d.observe(float(i), path.name, sample):
                 counts[a.kind] += 1
         ticks += len(tr)
     per_k = {k: round(1000.0 * v / max(ticks, 1), 3) for k, v in sorted(counts.items())}
@@ -116,11 +117,12 @@ def main(argv: list[str] | None = None) -> int:
         "fp_rows": sum(f.fp for f in std.files) if std else None,
         "us_per_nab_row": round(run.us_per_row, 1),
     }
-    print("\npublished scoreboard (full NAB v1.1 corpus, 58 files):")
+    print("\npublished scoreboard (full NAB corpus, 58 files):")
     for name, (s, lfp, lfn) in PUBLISHED.items():
         print(f"  {name:<20}{s:8.1f}{lfp:8.1f}{lfn:8.1f}")
-    print(f"  {'this detector':<20}{result['standard']:8.1f}{result['reward_low_fp']:8.1f}{result['reward_low_fn']:8.1f}"
-          f"   (on {args.nab_dir}: {result['files']} files)")
+    ours = (result["standard"], result["reward_low_fp"], result["reward_low_fn"])
+    print(f"  {'this detector':<20}" + "".join(f"{v:8.1f}" for v in ours)
+          + f"   (on {args.nab_dir}: {result['files']} files)")
 
     print()
     for key, periodic in (("cost_aperiodic", False), ("cost_all_periodic", True)):

@@ -1,0 +1,67 @@
+"""What the typed alert rules see of one session at one tick, and the small helpers they share (pure)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from agent.anomaly_alert import Alert
+from agent.anomaly_params import AnomalyParams
+from agent.anomaly_score import SessionScorer, TickScores
+from agent.anomaly_stream import MetricStream
+
+
+def finite(vals) -> list[float]:
+    return [v for v in vals if v == v]
+
+
+def median(vals: list[float]) -> float:
+    if not vals:
+        return math.nan
+    s = sorted(vals)
+    h = len(s) // 2
+    return s[h] if len(s) % 2 else 0.5 * (s[h - 1] + s[h])
+
+
+@dataclass
+class RuleView:
+    """What the rules see of one session at one tick."""
+
+    session_id: str
+    now: float
+    tick_seconds: float
+    scorer: SessionScorer
+    scores: TickScores
+    params: AnomalyParams
+    cpu_limit: float | None = None
+
+    def ticks(self, seconds: float) -> int:
+        n = int(round(seconds / self.tick_seconds)) if self.tick_seconds > 0 else 3
+        return max(3, min(n, self.params.season_history // 2))
+
+    def stream(self, metric: str) -> MetricStream | None:
+        return self.scorer.streams.get(metric)
+
+    def split(self, metric: str, n: int) -> tuple[list[float], list[float]] | None:
+        """(earlier, recent): valid values before the last n ticks, and of the last n ticks.
+
+        None when the session is too young for an earlier level or the recent
+        window is mostly missing.
+        """
+        s = self.stream(metric)
+        if s is None:
+            return None
+        base = self.ticks(self.params.baseline_seconds)
+        hist = s.recent(n + base)
+        if len(hist) < n + min(base, 3 * n, 30):
+            return None
+        recent = finite(hist[-n:])
+        earlier = finite(hist[:-n])
+        if len(recent) < 0.8 * n or len(earlier) < 10:
+            return None
+        return earlier, recent
+
+    def alert(self, kind: str, metric: str, score: float, expected: float, seen: float,
+              n: int, message: str) -> Alert:
+        return Alert(kind, self.session_id, self.now, metric, float(score), float(expected), float(seen),
+                     n * self.tick_seconds, message)
