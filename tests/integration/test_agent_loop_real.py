@@ -4,6 +4,7 @@ Each test runs the real agent (collector, heuristic forecaster, policy, v1
 actuator, session manager) in-process at a fast tick against real processes.
 """
 
+import json
 import os
 import signal
 import socket
@@ -65,10 +66,14 @@ def test_cpu_step_up_raises_quota_and_throttles_less_than_fixed(tmp_path, v1_cgr
     ref = subprocess.Popen([sys.executable, "-c", step])
     (fixed / "cgroup.procs").write_text(str(ref.pid))
     try:
-        reports = _ticks(agent, 14)  # the step happens at ~1.5 s
+        reports = []
+        for _ in range(60):  # the step happens at ~1.5 s; a loaded machine may start it late
+            reports += _ticks(agent, 1)
+            if any(d.new.cpu_limit >= 0.3 for d in reports[-1].decisions):
+                break
         stepped = next(i for i, r in enumerate(reports) if r.sessions["stepper"].cpu_used > 0.1)
-        raised = next(i for i, r in enumerate(reports)
-                      if any(d.new.cpu_limit >= 0.3 for d in r.decisions))
+        raised = len(reports) - 1
+        assert any(d.new.cpu_limit >= 0.3 for d in reports[-1].decisions), "the cap never rose"
         p0, t0 = _cpu_stat(v1_cgroup_parent, "stepper")
         f0 = [int(line.split()[1]) for line in (fixed / "cpu.stat").read_text().splitlines()[:2]]
         _ticks(agent, 8)
@@ -149,26 +154,34 @@ def test_agent_sigkilled_and_restarted_readopts_sessions_with_limits_intact(tmp_
     quota_file = V1 / "cpu" / v1_cgroup_parent / "busy" / "cpu.cfs_quota_us"
     agent = subprocess.Popen(cli + ["run", "--log-level", "warning"], env=env)
     try:
-        deadline = time.time() + 15
-        while time.time() < deadline and int(quota_file.read_text()) <= 20_000:
-            time.sleep(0.2)
-        time.sleep(1.0)
+        # let the first agent raise the quota and settle (unchanged for 1.5 s)
+        deadline, last, since = time.time() + 30, None, time.time()
+        while time.time() < deadline:
+            q = int(quota_file.read_text())
+            if q != last:
+                last, since = q, time.time()
+            elif q > 2 * 20_000 and time.time() - since > 1.5:
+                break
+            time.sleep(0.1)
         agent.send_signal(signal.SIGKILL)
         agent.wait()
         before = int(quota_file.read_text())
-        assert before > 60_000, "the first agent should have raised the busy session's quota"
+        assert before > 2 * 20_000, "the first agent should have raised the busy session's quota"
         leader = int((V1 / "cpu" / v1_cgroup_parent / "busy" / "cgroup.procs").read_text().split()[0])
         time.sleep(1.0)
         assert os.path.exists(f"/proc/{leader}"), "the session outlives its agent"
         assert int(quota_file.read_text()) == before, "nothing touches limits while no agent runs"
         agent = subprocess.Popen(cli + ["run", "--log-level", "warning"], env=env)
-        time.sleep(2.0)
+        seen = []
+        for _ in range(30):  # the quota while the new agent starts and re-adopts: never reset
+            seen.append(int(quota_file.read_text()))
+            time.sleep(0.1)
         assert agent.poll() is None
         out = subprocess.run(cli + ["status", "--json"], env=env, capture_output=True, text=True, check=True)
-        assert '"busy"' in out.stdout
-        after = int(quota_file.read_text())
-        assert abs(after - before) <= 0.2 * before, f"re-adopted quota {after} vs {before}: not reset"
-        assert after > 2 * 20_000
+        status = json.loads(out.stdout)
+        busy = next(s for s in status["sessions"] if s["session_id"] == "busy")
+        assert busy["owned"] and busy["limits"]["cpu_limit"] > 2 * 0.2
+        assert min(seen) >= 0.8 * before, f"re-adopted quota went from {before} to {min(seen)}: reset"
     finally:
         agent.kill()
         agent.wait()
