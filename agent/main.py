@@ -76,10 +76,14 @@ def choose_actuator(cfg: Config, dry_run: bool) -> tuple[Actuator, str, list[str
     return CgroupV2Actuator(root), "cgroup-v2", []
 
 
+_DEFAULT_DETECTOR = object()  # build_agent's default: a fresh AnomalyDetector
+
+
 def build_agent(cfg: Config, *, actuator: Actuator | None = None, dry_run: bool = False,
                 forecaster: ModelHolder | None = None, sinks: list[RecordSink] | None = None,
                 app_metrics: Callable[[str], dict[str, float]] | None = None,
-                clock: Callable[[], float] = time.time) -> Agent:
+                clock: Callable[[], float] = time.time, detector: object = _DEFAULT_DETECTOR) -> Agent:
+    """`detector`: the anomaly detector (an AnomalyDetector by default; None turns detection off)."""
     notes: list[str] = []
     if actuator is None:
         actuator, backend, notes = choose_actuator(cfg, dry_run)
@@ -94,7 +98,9 @@ def build_agent(cfg: Config, *, actuator: Actuator | None = None, dry_run: bool 
     holder = forecaster or ModelHolder.from_config(cfg, log)
     store = SessionStore(cfg.state_dir)
     manager = SessionManager(actuator, store, cfg)
-    loop = AgentLoop(cfg, collector, holder, manager, host, metrics=metrics, detector=AnomalyDetector(),
+    if detector is _DEFAULT_DETECTOR:
+        detector = AnomalyDetector()
+    loop = AgentLoop(cfg, collector, holder, manager, host, metrics=metrics, detector=detector,
                      sinks=sinks, app_metrics=app_metrics)
     return Agent(cfg, loop, manager, metrics, holder, clock(), backend, notes)
 
@@ -112,11 +118,32 @@ def start_up(agent: Agent, now: float) -> None:
             log.error("could not adopt %s: %s", spec, e)
 
 
+def attach_bus(agent: Agent, clock: Callable[[], float] = time.time, broker=None):
+    """Telemetry out, commands in, app metrics from MQTT: only what the config (or a demo broker) asks for."""
+    from agent.bus.wiring import build_agent_bus
+    from agent.command_apply import CommandApplier
+
+    bus = build_agent_bus(agent.cfg, owns_session=agent.manager.store.has, handler=CommandApplier(agent, clock),
+                          clock=clock, broker=broker)
+    sink = bus.record_sink(agent.manager.store.get)
+    if sink is not None:
+        agent.loop.sinks.append(sink)
+    if bus.mqtt is not None:
+        agent.loop.app_metrics = bus.app_metrics
+    agent.notes.extend(bus.notes)
+    return bus
+
+
 async def run_agent(agent: Agent, *, ticks: int | None = None, clock: Callable[[], float] = time.time,
-                    stop: asyncio.Event | None = None, drain_seconds: float = 5.0) -> TickReport | None:
-    """Tick until stopped (SIGTERM/SIGINT) or `ticks` ticks ran; serve /metrics and /healthz meanwhile."""
+                    stop: asyncio.Event | None = None, drain_seconds: float = 5.0,
+                    broker=None) -> TickReport | None:
+    """Tick until stopped (SIGTERM/SIGINT) or `ticks` ticks ran; serve /metrics and /healthz meanwhile.
+
+    The bus tasks (publisher, command consumer, MQTT subscriber) run beside the ticks in one TaskGroup;
+    none of them can block a tick, and on stop the publisher gets `drain_seconds` to flush (the rest
+    stays in its disk spool for the next start).
+    """
     stop = stop or asyncio.Event()
-    tick = agent.cfg.agent.tick_seconds
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:
@@ -124,36 +151,49 @@ async def run_agent(agent: Agent, *, ticks: int | None = None, clock: Callable[[
         except (NotImplementedError, RuntimeError):  # not the main thread (tests)
             pass
     start_up(agent, clock())
+    bus = attach_bus(agent, clock, broker)
     server = None
     if agent.cfg.http.listen and ticks is None:
         server = AgentHttpServer(
             agent.metrics,
             lambda: health(_last_tick(agent), agent.started_at, clock(), agent.cfg.http.stall_seconds),
-            agent.status,
+            lambda: dict(agent.status(), bus=bus.stats()),
         )
         await server.start(*parse_listen(agent.cfg.http.listen))
-    done = 0
     try:
-        next_at = clock()
-        while not stop.is_set():
-            # the tick runs in a worker thread so /healthz and /metrics answer during a long one
-            await asyncio.to_thread(agent.loop.run_once, clock())
-            done += 1
-            if ticks is not None and done >= ticks:
-                break
-            next_at += tick
-            delay = next_at - clock()
-            if delay < 0:  # fell behind: skip missed ticks rather than run them back to back
-                next_at = clock()
-                delay = 0
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=delay)
-            except asyncio.TimeoutError:
-                pass
+        async with asyncio.TaskGroup() as tg:
+            bus_tasks = [tg.create_task(coro) for coro in bus.tasks()]
+            await _tick_until_stopped(agent, ticks, clock, stop)
+            if not await bus.drain(drain_seconds):
+                log.warning("telemetry not all sent within %.1fs: the rest stays in the spool", drain_seconds)
+            for task in bus_tasks:
+                task.cancel()
     finally:
         if server is not None:
             await asyncio.wait_for(server.close(), timeout=drain_seconds)
     return agent.loop.last_report
+
+
+async def _tick_until_stopped(agent: Agent, ticks: int | None, clock: Callable[[], float],
+                              stop: asyncio.Event) -> None:
+    tick = agent.cfg.agent.tick_seconds
+    done = 0
+    next_at = clock()
+    while not stop.is_set():
+        # the tick runs in a worker thread so /healthz, /metrics and the bus answer during a long one
+        await asyncio.to_thread(agent.loop.run_once, clock())
+        done += 1
+        if ticks is not None and done >= ticks:
+            return
+        next_at += tick
+        delay = next_at - clock()
+        if delay < 0:  # fell behind: skip missed ticks rather than run them back to back
+            next_at = clock()
+            delay = 0
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+        except asyncio.TimeoutError:
+            pass
 
 
 def _last_tick(agent: Agent) -> float | None:

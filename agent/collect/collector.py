@@ -3,8 +3,11 @@
 Called once per tick for all sessions, so it stays cheap: str paths, a handful
 of small-file reads per session, the cgroup layout and the host's network
 namespace resolved once at construction, no globbing and no subprocesses. On
-cgroupfs the session files stay open between ticks and are re-read with pread
-(fsread.OpenFiles): that removes the path walk that dominates each read.
+cgroupfs the session files stay open between ticks and are re-read with pread:
+that removes the path walk that dominates each read. Under cgroup v1 each
+session's files are held by a `V1Plan` (plan_v1.py: one straight read per tick,
+slow-changing files re-read only when memory moved); any surprise sends that
+session through the careful per-source read instead, which names what failed.
 A failing source costs only its own fields (its name goes into the result's
 `errors` and into `errors_total`); a gone cgroup is reported as vanished; an
 unexpected exception in one session's read is counted and never escapes.
@@ -20,11 +23,16 @@ from agent.collect.cgroup_v2 import read_cgroup_v2_detailed
 from agent.collect.detect import detect_cgroup_version
 from agent.collect.errors import CgroupVanished
 from agent.collect.fsread import OpenFiles, fd_budget, on_pseudo_fs, read_text
-from agent.collect.procfs import read_host_netns, read_host_pressure, read_session_net
+from agent.collect.plan_v1 import V1Plan
+from agent.collect.procfs import read_host_netns, read_host_pressure, read_session_net_checked
 from agent.collect.reading import CollectResult, Reading
 from agent.collect.source import CgroupRead
 
 log = logging.getLogger(__name__)
+
+PLAN_RETRY_TICKS = 30    # a session whose files could not all be kept open: try again this often
+NET_RECHECK_TICKS = 5    # a session's first pid seen in the host's network namespace: look again this often
+MAX_PLAN_FDS = 11        # descriptors one V1Plan keeps at most (8 cgroup files, 3 pressure files)
 
 
 class Collector:
@@ -49,32 +57,59 @@ class Collector:
         if keep_open is None:
             mounts = list(self._layout.mounts.values()) if self._layout else []
             keep_open = on_pseudo_fs(mounts[0] if mounts else self.cgroup_root)
-        self._files = OpenFiles(fd_budget()) if keep_open else None
+        # v1 on cgroupfs: one V1Plan per cgroup; v2 (or a v1 plan that failed): OpenFiles per path
+        self._plans: dict[str, V1Plan] | None = {} if keep_open and self._layout is not None else None
+        self._files = OpenFiles(fd_budget()) if keep_open and self._plans is None else None
+        self._fd_budget = fd_budget() if self._plans is not None else 0
         self._read = self._files.read if self._files is not None else read_text
         self._last_cgroups: set[str] = set()
+        self._ticks = 0
+        self._no_plan_until: dict[str, int] = {}     # cgroup -> tick of the next plan attempt
+        self._net_seen: dict[str, tuple[int, int]] = {}  # cgroup -> (first pid in the host netns, tick)
 
     def collect(self, cgroups: dict[str, str]) -> dict[str, CollectResult]:
         """session_id -> cgroup path (relative to the root) in; session_id -> CollectResult out."""
+        self._ticks += 1
         changed = False
-        if self._files is not None:
-            current = set(cgroups.values())
-            if current != self._last_cgroups:  # sessions came or went: close the files of those gone
-                changed, self._last_cgroups = True, current
+        current = set(cgroups.values())
+        if current != self._last_cgroups:  # sessions came or went: close the files of those gone
+            changed, self._last_cgroups = True, current
+            self._forget_gone(current)
+            if self._files is not None:
                 self._files.track()
-        results = {sid: self.collect_one(cgroup) for sid, cgroup in cgroups.items()}
-        if changed:
+        one = self.collect_one
+        results = {sid: one(cgroup) for sid, cgroup in cgroups.items()}
+        if changed and self._files is not None:
             self._files.sweep()
         return results
 
     @property
     def open_files(self) -> int:
+        if self._plans is not None:
+            return sum(len(p.fds) for p in self._plans.values())
         return len(self._files) if self._files is not None else 0
 
     def close(self) -> None:
         if self._files is not None:
             self._files.close()
+        if self._plans is not None:
+            for plan in self._plans.values():
+                plan.close()
+            self._plans.clear()
+
+    def _forget_gone(self, current: set[str]) -> None:
+        for table in (self._no_plan_until, self._net_seen):
+            for cgroup in table.keys() - current:
+                del table[cgroup]
+        if self._plans is not None:
+            for cgroup in self._plans.keys() - current:
+                self._plans.pop(cgroup).close()
 
     def collect_one(self, cgroup: str) -> CollectResult:
+        if self._plans is not None:
+            fast = self._collect_planned(cgroup)
+            if fast is not None:
+                return fast
         try:
             read = self._read_cgroup(cgroup)
         except CgroupVanished:
@@ -85,15 +120,55 @@ class Collector:
             log.debug("reading cgroup %s failed", cgroup, exc_info=True)
             self._count([source])
             return CollectResult(Reading(), errors=[source])
-        if read.pids:
-            try:
-                read.reading.merge(read_session_net(self.procfs_root, read.pids, self._host_netns))
-            except (OSError, ValueError) as e:
-                read.errors.append("procfs/net_dev")
-                log.debug("network counters of cgroup %s failed: %s", cgroup, e)
+        self._add_network(cgroup, read)
         if read.errors:
             self._count(read.errors)
         return CollectResult(read.reading, read.errors)
+
+    def _collect_planned(self, cgroup: str) -> CollectResult | None:
+        """The fast path; None when this session must take the careful one this tick."""
+        plan = self._plans.get(cgroup)
+        if plan is None:
+            if self._no_plan_until.get(cgroup, 0) > self._ticks:
+                return None
+            if (len(self._plans) + 1) * MAX_PLAN_FDS > self._fd_budget:
+                return None
+            try:
+                plan = self._plans[cgroup] = V1Plan.build(self._layout, cgroup)
+            except Exception as e:  # a file missing or unreadable: the careful path says what
+                log.debug("no fast path for cgroup %s: %s", cgroup, e)
+                self._no_plan_until[cgroup] = self._ticks + PLAN_RETRY_TICKS
+                return None
+        try:
+            read = plan.read()
+        except Exception as e:  # vanished, a new kernel format, a partial file...: the careful path decides
+            log.debug("fast read of cgroup %s failed (%s): reading it the careful way", cgroup, e)
+            self._plans.pop(cgroup).close()
+            self._no_plan_until[cgroup] = self._ticks + PLAN_RETRY_TICKS
+            return None
+        self._add_network(cgroup, read)
+        if read.errors:
+            self._count(read.errors)
+        return CollectResult(read.reading, read.errors)
+
+    def _add_network(self, cgroup: str, read: CgroupRead) -> None:
+        pids = read.pids
+        if not pids:
+            return
+        seen = self._net_seen.get(cgroup)
+        if seen is not None and seen[0] == pids[0] and self._ticks - seen[1] < NET_RECHECK_TICKS:
+            return  # the same first process, in the host's namespace a moment ago: no counters of its own
+        try:
+            net, host_pid = read_session_net_checked(self.procfs_root, pids, self._host_netns)
+        except (OSError, ValueError) as e:
+            read.errors.append("procfs/net_dev")
+            log.debug("network counters of cgroup %s failed: %s", cgroup, e)
+            return
+        if host_pid is not None:
+            self._net_seen[cgroup] = (host_pid, self._ticks)
+        else:
+            self._net_seen.pop(cgroup, None)
+            read.reading.merge(net)
 
     def collect_host(self) -> Reading:
         """Host-wide pressure (PSI totals) from procfs; an empty Reading when unreadable."""

@@ -94,16 +94,24 @@ def read_session_net(procfs_root: Path | str, pids: list[int], host_netns: int |
     The first live pid stands for the session (all its processes normally share one
     namespace). Raises OSError/ValueError when that pid's files cannot be read.
     """
+    return read_session_net_checked(procfs_root, pids, host_netns)[0]
+
+
+def read_session_net_checked(procfs_root: Path | str, pids: list[int],
+                             host_netns: int | None) -> tuple[Reading, int | None]:
+    """`read_session_net`, plus the pid that showed the session shares the host's namespace
+    (None when it has its own, or no pid was left to ask): the collector skips asking again
+    for a few ticks while that pid stays first."""
     for pid in pids:
         try:
             inode = read_netns_inode(procfs_root, pid)
         except FileNotFoundError:  # exited since cgroup.procs was read
             continue
         if host_netns is not None and inode == host_netns:
-            return Reading()
+            return Reading(), pid
         rx, tx = parse_net_dev(read_text(f"{procfs_root}/{pid}/net/dev"))
-        return Reading(net_rx_bytes=rx, net_tx_bytes=tx)
-    return Reading()
+        return Reading(net_rx_bytes=rx, net_tx_bytes=tx), None
+    return Reading(), None
 
 
 def read_host_capacity(procfs_root: Path | str) -> tuple[float, int]:
