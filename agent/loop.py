@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -77,6 +78,8 @@ class AgentLoop:
         self.sinks = list(sinks or [])
         self.app_metrics = app_metrics
         self.runtimes: dict[str, SessionRuntime] = {}
+        self._pending: deque[Callable[["AgentLoop", float], None]] = deque()  # commands, applied in the tick
+        self.overrides: dict[str, tuple[Limits, float]] = {}  # session -> (limits, until)
         self.last_report: TickReport | None = None
         self._reap_wanted = True  # reap once at start-up
         self._fallbacks_seen = forecaster.fallbacks_total
@@ -89,6 +92,7 @@ class AgentLoop:
         started = time.perf_counter()
         with self._step(report, "sync"):
             self._sync_sessions(now, report)
+            self._apply_pending(now)
         with self._step(report, "collect"):
             results = self.collector.collect({sid: rt.session.cgroup for sid, rt in self.runtimes.items()})
         with self._step(report, "update"):
@@ -219,6 +223,11 @@ class AgentLoop:
             rt = self.runtimes[sid]
             if rt.state.samples_seen == 0:
                 continue  # nothing measured yet: keep the allocation it started with
+            override = self._override(sid, now, rt)
+            if override is not None:
+                proposals[sid] = override
+                usage[sid] = (rt.cpu_used, rt.mem_used)
+                continue
             try:
                 proposals[sid] = decide(now, pred, rt.limits, (rt.cpu_used, rt.mem_used),
                                         rt.session.bounds, self.cfg.policy, rt.memo)
@@ -260,6 +269,51 @@ class AgentLoop:
             # informational only (recover() reads what is in force from the cgroup); skipped while
             # the CLI holds the store lock, and never resurrects a session stopped meanwhile
             self.manager.record_limits(sid, applied)
+
+    # --- commands (queued from the event loop, applied at the start of a tick) ----------------------
+
+    def submit(self, change: Callable[["AgentLoop", float], None]) -> None:
+        """Thread-safe: run `change(loop, now)` at the start of the next tick."""
+        self._pending.append(change)
+
+    def _apply_pending(self, now: float) -> None:
+        while self._pending:
+            change = self._pending.popleft()
+            try:
+                change(self, now)
+            except Exception:
+                log.exception("queued command failed")
+
+    def set_bounds(self, sid: str, bounds) -> None:
+        rt = self.runtimes.get(sid)
+        if rt is not None:
+            rt.session.bounds = bounds
+        session = self.manager.store.get(sid)
+        if session is not None:
+            session.bounds = bounds
+            self.manager.store.save(session)
+
+    def set_default_bounds(self, bounds) -> None:
+        p = self.cfg.policy
+        p.cpu_min, p.cpu_max, p.mem_min, p.mem_max = bounds.cpu_min, bounds.cpu_max, bounds.mem_min, bounds.mem_max
+
+    def set_override(self, sid: str, limits: Limits, until: float) -> None:
+        self.overrides[sid] = (limits, until)
+
+    def _override(self, sid: str, now: float, rt: SessionRuntime) -> Proposal | None:
+        """An operator's limits for a while, still never below what the session uses now."""
+        entry = self.overrides.get(sid)
+        if entry is None:
+            return None
+        limits, until = entry
+        if now >= until:
+            del self.overrides[sid]
+            return None
+        floor_mem = rt.mem_used + self.cfg.policy.mem_headroom_bytes // 4
+        safe = Limits(cpu_request=limits.cpu_request, cpu_limit=max(limits.cpu_limit, rt.cpu_used),
+                      mem_request=min(limits.mem_request, max(limits.mem_limit, floor_mem)),
+                      mem_limit=max(limits.mem_limit, floor_mem), cpu_burst=limits.cpu_burst)
+        return Proposal(limits=safe, reasons=(f"override until {until:.0f}",), changed=safe != rt.limits)
 
     def _count_directions(self, old: Limits | None, new: Limits) -> None:
         for resource in ("cpu_request", "cpu_limit", "mem_request", "mem_limit"):

