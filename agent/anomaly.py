@@ -24,8 +24,8 @@ from agent.anomaly_learned import ResidualSource
 from agent.anomaly_limit import AlertLimiter
 from agent.anomaly_params import AnomalyParams
 from agent.anomaly_rules import APP_PREFIX, TYPED_RULES, generic_anomaly
-from agent.anomaly_view import RuleView
 from agent.anomaly_score import SessionScorer, TickScores
+from agent.anomaly_view import RuleView
 from agent.state import SAMPLE_METRICS, Sample
 
 __all__ = ["Alert", "AnomalyDetector", "AnomalyParams", "KINDS"]

@@ -32,7 +32,7 @@ def z_of_quantile(q: float) -> float:
         return _Z_OF[q]
     if not 0.5 < q < 1.0:
         raise ValueError(f"upper quantile must be in (0.5, 1), got {q}")
-    # Acklam-free inversion by bisection on erfc: precise enough for a spread.
+    # Any other quantile: invert the normal tail by bisection (precise enough for a spread).
     lo, hi = 0.0, 8.0
     for _ in range(60):
         mid = 0.5 * (lo + hi)
