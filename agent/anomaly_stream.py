@@ -114,6 +114,10 @@ class MetricStream:
         t = self.ticks
         ok = -math.inf < x < math.inf        # NaN and infinities count as missing
         if not ok:
+            if not self.valid:               # never seen (no PSI on cgroup v1, say): nothing to update
+                self.ticks = t + 1
+                self.last_score = self.last_raw_score = 0.0
+                return 0.0
             x = NAN
         if t % p.baseline_refresh == 0:
             self._refresh_scale()

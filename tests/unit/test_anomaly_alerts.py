@@ -229,3 +229,10 @@ def test_a_failing_rule_is_counted_and_the_others_still_run(monkeypatch):
     alerts = replay(values, app, detector=d)
     assert NETWORK_BURST in kinds(alerts)
     assert d._sessions["s1"].rule_errors["broken"] == N
+
+
+def test_from_config_takes_the_agent_tick_as_the_first_guess_of_a_session_tick():
+    from agent.config import build_config
+
+    d = AnomalyDetector.from_config(build_config({"agent": {"tick_seconds": 5.0}}, env={}))
+    assert d.default_tick_seconds == 5.0
