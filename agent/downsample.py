@@ -45,6 +45,18 @@ def sample_value(sample: Sample, name: str) -> float:
     return sample.app.get(name, math.nan)
 
 
+def _summed(values: Mapping[str, float], parts: tuple[str, ...]) -> float:
+    """A derived metric from a sample's values, as `sample_value` computes it (the usual two
+    parts without building lists: one IEEE addition is as exact as fsum, + 0.0 as fsum's zero)."""
+    if len(parts) == 2:
+        a, b = values.get(parts[0], math.nan), values.get(parts[1], math.nan)
+        if math.isnan(a):
+            return math.nan if math.isnan(b) else b + 0.0
+        return a + 0.0 if math.isnan(b) else (a + b) + 0.0
+    present = [v for v in (values.get(p, math.nan) for p in parts) if not math.isnan(v)]
+    return math.fsum(present) if present else math.nan
+
+
 def bucket_series(step_seconds: float, times: np.ndarray, series: Mapping[str, np.ndarray],
                   names: Sequence[str], fill_gaps: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Fine samples -> one value per step on the step grid (step start times, sorted).
@@ -115,7 +127,7 @@ class StepAggregator:
     """One session's completed steps: the last `window` of them, in small ring buffers."""
 
     __slots__ = ("step_seconds", "window", "metrics", "layout", "_is_max", "_open", "_mean", "_n",
-                 "buffers", "times", "steps_completed", "dropped_late")
+                 "buffers", "times", "steps_completed", "dropped_late", "_sources")
 
     def __init__(self, step_seconds: float, window: int, metrics: Sequence[str]) -> None:
         if step_seconds <= 0 or window < 1:
@@ -125,6 +137,9 @@ class StepAggregator:
         self.metrics = tuple(metrics)
         self.layout = (self.step_seconds, self.window, self.metrics)
         self._is_max = tuple(m in MAX_METRICS for m in self.metrics)
+        # where each input comes from, resolved once: (index, sample metric or None, derived parts or None)
+        self._sources = tuple((i, m if m in _SAMPLE_METRICS else None, DERIVED_METRICS.get(m))
+                              for i, m in enumerate(self.metrics))
         self._open: float | None = None        # start of the step being filled
         self._mean = [math.nan] * len(self.metrics)   # running mean, or max for levels
         self._n = [0] * len(self.metrics)
@@ -163,18 +178,24 @@ class StepAggregator:
                 return False
             self._close()
             self._begin(start)
-        for i, name in enumerate(self.metrics):
-            v = sample_value(sample, name)
-            if math.isnan(v):
+        values, mean, counts, is_max, isnan = sample.values, self._mean, self._n, self._is_max, math.isnan
+        for i, metric, parts in self._sources:
+            if metric is not None:
+                v = values.get(metric, math.nan)
+            elif parts is not None:
+                v = _summed(values, parts)
+            else:
+                v = sample.app.get(self.metrics[i], math.nan)
+            if isnan(v):
                 continue
-            n = self._n[i] + 1
-            self._n[i] = n
+            n = counts[i] + 1
+            counts[i] = n
             if n == 1:
-                self._mean[i] = v
-            elif self._is_max[i]:
-                self._mean[i] = max(self._mean[i], v)
+                mean[i] = v
+            elif is_max[i]:
+                mean[i] = max(mean[i], v)
             else:  # incremental mean: exact when the values are equal
-                self._mean[i] += (v - self._mean[i]) / n
+                mean[i] += (v - mean[i]) / n
         return True
 
     def advance(self, now: float) -> None:

@@ -3,13 +3,16 @@
 A `Sample` is what the forecaster, the policy and the anomaly detector see for
 one session at one tick. `SessionState` keeps the last `capacity` samples of
 each metric in fixed numpy ring buffers, so memory per session is bounded and
-a window read is one array copy.
+a window read is one array copy. The buffers of one session share one 2-d
+array (a row per metric, the times first) and one cursor, so a push is one
+array write instead of fourteen; `buffers[metric]` reads like a RingBuffer.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import numpy as np
 
@@ -56,27 +59,33 @@ def _rate(cur: int | None, prev: int | None, dt: float, scale: float = 1.0) -> f
 
 def sample_from_readings(prev: Reading | None, cur: Reading, t: float, dt: float) -> Sample:
     """Turn two cumulative readings `dt` seconds apart into per-second rates."""
-    p = prev or Reading()
-    v: dict[str, float] = {}
-    v["cpu_cores"] = _rate(cur.cpu_usage_ns, p.cpu_usage_ns, dt, 1e-9)
+    p = prev or _NO_READING
     periods = None if cur.cpu_nr_periods is None or p.cpu_nr_periods is None else cur.cpu_nr_periods - p.cpu_nr_periods
     throttled = None if cur.cpu_nr_throttled is None or p.cpu_nr_throttled is None else cur.cpu_nr_throttled - p.cpu_nr_throttled
-    v["cpu_throttled"] = (throttled / periods) if periods and periods > 0 and throttled is not None and throttled >= 0 else (0.0 if periods == 0 else math.nan)
-    v["mem_bytes"] = float(cur.mem_usage_bytes) if cur.mem_usage_bytes is not None else math.nan
-    v["mem_peak_bytes"] = float(cur.mem_peak_bytes) if cur.mem_peak_bytes is not None else math.nan
-    v["disk_read_bps"] = _rate(cur.io_read_bytes, p.io_read_bytes, dt)
-    v["disk_write_bps"] = _rate(cur.io_write_bytes, p.io_write_bytes, dt)
-    v["disk_read_iops"] = _rate(cur.io_read_ops, p.io_read_ops, dt)
-    v["disk_write_iops"] = _rate(cur.io_write_ops, p.io_write_ops, dt)
-    v["net_rx_bps"] = _rate(cur.net_rx_bytes, p.net_rx_bytes, dt)
-    v["net_tx_bps"] = _rate(cur.net_tx_bytes, p.net_tx_bytes, dt)
-    v["psi_cpu"] = _rate(cur.psi_cpu_some_us, p.psi_cpu_some_us, dt, 1e-6)
-    v["psi_mem"] = _rate(cur.psi_mem_some_us, p.psi_mem_some_us, dt, 1e-6)
-    v["psi_io"] = _rate(cur.psi_io_some_us, p.psi_io_some_us, dt, 1e-6)
+    mem, peak = cur.mem_usage_bytes, cur.mem_peak_bytes
+    v = {
+        "cpu_cores": _rate(cur.cpu_usage_ns, p.cpu_usage_ns, dt, 1e-9),
+        "cpu_throttled": ((throttled / periods) if periods and periods > 0 and throttled is not None and throttled >= 0
+                          else (0.0 if periods == 0 else math.nan)),
+        "mem_bytes": float(mem) if mem is not None else math.nan,
+        "mem_peak_bytes": float(peak) if peak is not None else math.nan,
+        "disk_read_bps": _rate(cur.io_read_bytes, p.io_read_bytes, dt),
+        "disk_write_bps": _rate(cur.io_write_bytes, p.io_write_bytes, dt),
+        "disk_read_iops": _rate(cur.io_read_ops, p.io_read_ops, dt),
+        "disk_write_iops": _rate(cur.io_write_ops, p.io_write_ops, dt),
+        "net_rx_bps": _rate(cur.net_rx_bytes, p.net_rx_bytes, dt),
+        "net_tx_bps": _rate(cur.net_tx_bytes, p.net_tx_bytes, dt),
+        "psi_cpu": _rate(cur.psi_cpu_some_us, p.psi_cpu_some_us, dt, 1e-6),
+        "psi_mem": _rate(cur.psi_mem_some_us, p.psi_mem_some_us, dt, 1e-6),
+        "psi_io": _rate(cur.psi_io_some_us, p.psi_io_some_us, dt, 1e-6),
+    }
     ooms = 0
     if cur.mem_oom_kills is not None and p.mem_oom_kills is not None:
         ooms = max(0, cur.mem_oom_kills - p.mem_oom_kills)
     return Sample(t=t, values=v, oom_kills=ooms)
+
+
+_NO_READING = Reading()
 
 
 class RingBuffer:
@@ -134,6 +143,66 @@ class RingBuffer:
         return float(self._data[self._next - 1])
 
 
+class _Cursor:
+    __slots__ = ("next", "count")
+
+    def __init__(self) -> None:
+        self.next = 0
+        self.count = 0
+
+
+class _Column:
+    """One metric of a SessionState: RingBuffer's read side over one row of the shared array."""
+
+    __slots__ = ("_data", "_cursor")
+
+    def __init__(self, data: np.ndarray, cursor: _Cursor) -> None:
+        self._data = data
+        self._cursor = cursor
+
+    def __len__(self) -> int:
+        return self._cursor.count
+
+    @property
+    def capacity(self) -> int:
+        return self._data.shape[0]
+
+    def last(self, n: int | None = None) -> np.ndarray:
+        count = self._cursor.count
+        n = count if n is None else min(n, count)
+        if n == 0:
+            return np.empty(0, dtype=np.float64)
+        end = self._cursor.next
+        start = end - n
+        if start >= 0:
+            return self._data[start:end].copy()
+        return np.concatenate((self._data[start:], self._data[:end]))
+
+    def copy_last_into(self, out: np.ndarray) -> int:
+        """As RingBuffer.copy_last_into: the newest values, oldest first, into the END of `out`."""
+        size = out.shape[0]
+        n = min(size, self._cursor.count)
+        if n == 0:
+            return 0
+        end = self._cursor.next
+        start = end - n
+        if start >= 0:
+            out[size - n:] = self._data[start:end]
+        else:
+            out[size - n:size - end] = self._data[start:]
+            if end:
+                out[size - end:] = self._data[:end]
+        return n
+
+    def latest(self) -> float:
+        if self._cursor.count == 0:
+            return math.nan
+        return float(self._data[self._cursor.next - 1])
+
+
+_NANS = tuple(repeat(math.nan, len(SAMPLE_METRICS)))
+
+
 class SessionState:
     """Everything the agent remembers about one session between ticks."""
 
@@ -141,9 +210,13 @@ class SessionState:
         self.session_id = session_id
         self.started_at = started_at
         self.capacity = capacity
-        self.buffers: dict[str, RingBuffer] = {m: RingBuffer(capacity) for m in SAMPLE_METRICS}
+        # row 0 the sample times, then one row per SAMPLE_METRICS entry; one cursor for all
+        self._data = np.full((1 + len(SAMPLE_METRICS), capacity), np.nan, dtype=np.float64)
+        self._cursor = _Cursor()
+        self.times = _Column(self._data[0], self._cursor)
+        self.buffers: dict[str, _Column] = {m: _Column(self._data[k + 1], self._cursor)
+                                            for k, m in enumerate(SAMPLE_METRICS)}
         self.app_buffers: dict[str, RingBuffer] = {}
-        self.times = RingBuffer(capacity)
         self.last_reading: Reading | None = None
         self.last_reading_t: float | None = None
         self.samples_seen = 0
@@ -163,9 +236,13 @@ class SessionState:
         return sample_from_readings(prev, reading, now, now - prev_t)
 
     def push(self, sample: Sample) -> None:
-        self.times.push(sample.t)
-        for m in SAMPLE_METRICS:
-            self.buffers[m].push(sample.values.get(m, math.nan))
+        cur = self._cursor
+        column = [sample.t]
+        column.extend(map(sample.values.get, SAMPLE_METRICS, _NANS))
+        self._data[:, cur.next] = column
+        cur.next = (cur.next + 1) % self.capacity
+        if cur.count < self.capacity:
+            cur.count += 1
         for name, value in sample.app.items():
             buf = self.app_buffers.get(name)
             if buf is None:
