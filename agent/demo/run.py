@@ -41,6 +41,10 @@ class DemoOptions:
     live: bool | None = None          # None: a live table when stdout is a terminal
 
 
+# The only settings the demo takes from the environment: where to stream (README).
+STREAMING_ENV = ("PSPE_AMQP_URL", "PSPE_DATABASE_URL", "PSPE_MQTT_URL", "PSPE_AGENT_HOST_ID")
+
+
 def demo_config(out_dir: Path, tick_seconds: float, pid: int, step_seconds: float = 0.0) -> Config:
     """Embedded defaults: state under the output dir, our own session parent, no broker, no database.
 
@@ -52,7 +56,7 @@ def demo_config(out_dir: Path, tick_seconds: float, pid: int, step_seconds: floa
                   "tick_seconds": tick_seconds},
         "forecast": {"step_seconds": step_seconds},
         "http": {"listen": ""},
-    }, env={})
+    }, env={k: v for k, v in os.environ.items() if k in STREAMING_ENV})
 
 
 def initial_memory(plan: SessionPlan, cfg: Config) -> int:
@@ -232,6 +236,12 @@ def run_demo(plans: list[SessionPlan], opts: DemoOptions, console, meta: dict) -
         agent.loop.collector = ProcessTreeCollector(agent.manager.actuator.procs, cfg.agent.procfs_root)
     console.print(f"backend {agent.backend}, forecaster {agent.forecaster.describe()}, "
                   f"{len(plans)} sessions, {opts.minutes:g} min, 1 trace step (300 s) = {opts.step_seconds:g} s")
+    streaming = None
+    if cfg.bus.amqp_url:
+        from agent.demo.streaming import Streaming
+
+        streaming = Streaming(agent, console).start()
+        console.print(f"streaming telemetry to RabbitMQ{' and PostgreSQL' if cfg.bus.database_url else ''}")
     run = DemoRun(plans, opts, agent, console)
     meta = dict(meta, load_avg_1m_start=round(os.getloadavg()[0], 2))  # a busy host starves the sessions
     # Ctrl-C and SIGTERM end the run early but never skip the clean-up (SIGINT may arrive ignored
@@ -252,4 +262,7 @@ def run_demo(plans: list[SessionPlan], opts: DemoOptions, console, meta: dict) -
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
     meta = dict(meta, backend=agent.backend, forecaster=str(agent.forecaster.describe()), notes=agent.notes)
+    if streaming is not None:
+        meta["streaming"] = streaming.stop()
+        console.print(f"streamed: {meta['streaming']}")
     return run.finish(meta)
