@@ -9,7 +9,7 @@ PIP := $(VENV)/bin/pip
 $(VENV)/.agent: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[agent,demo]'
+	$(PIP) install -q -e '.[agent,demo,ingest]'
 	touch $@
 
 # torch first: pip then takes the CPU build that lies on disk instead of a CUDA one.
