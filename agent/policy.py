@@ -24,12 +24,19 @@ Reasons are short strings "<field> <verb>: <why>", verb one of set, up, down, ho
 by comparing `current` (the limits in force) with what it saw at the previous call, so a
 failed apply, a host-capacity trim or an operator override needs no extra call; such a
 change is dated to the previous decision, when it was proposed.
+
+A steady session asks the same question every tick. `decide` is a pure function of its
+inputs, the memo and `now`, and `now` only enters through cooldown checks whose answer
+holds over a known interval (a wait that is over stays over; one still running ends at a
+known time). So the memo keeps the last answer with its inputs, the memo state it left
+and that interval; the same inputs inside the interval get the same proposal back, with
+the seconds in "hold: cooldown Ns left" reasons recounted, at a fraction of the cost.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from agent.config import PolicySection
@@ -71,6 +78,7 @@ class PolicyMemo:
     seen: Limits | None = None         # `current` at the previous decision
     decided_at: float | None = None
     changes: int = 0                   # field changes seen taking effect
+    answer: "_Answer | None" = field(default=None, compare=False, repr=False)  # decide's last answer
 
     def last_change(self, name: str) -> float | None:
         times = [t for t in (self.last_up.get(name), self.last_down.get(name)) if t is not None]
@@ -87,8 +95,8 @@ class PolicyMemo:
 
     def observe(self, current: Limits | None, now: float) -> None:
         """Record the changes that took effect since the previous decision."""
-        if current is not None and self.decided_at is not None:
-            when = self.decided_at
+        if current is not None and self.decided_at is not None and current is not self.seen:
+            when = self.decided_at  # (the very object seen last time cannot have changed: frozen)
             for name in LEVEL_FIELDS:
                 new = getattr(current, name)
                 old = getattr(self.seen, name) if self.seen is not None else None
@@ -108,6 +116,52 @@ class PolicyMemo:
                    refused_at=dict(d.get("refused_at") or {}),
                    seen=Limits.from_dict(d["seen"]) if d.get("seen") else None,
                    decided_at=d.get("decided_at"), changes=int(d.get("changes") or 0))
+
+
+class _Hold:
+    """A reason whose seconds count down: recounted when a remembered answer is given again."""
+    __slots__ = ("prefix", "expiry", "suffix")
+
+    def __init__(self, prefix: str, expiry: float, suffix: str) -> None:
+        self.prefix, self.expiry, self.suffix = prefix, expiry, suffix
+
+    def text(self, now: float) -> str:
+        left = max(0.0, self.expiry - now)    # cooldown_remaining(), with expiry = last + cooldown
+        return f"{self.prefix}{left:.0f}{self.suffix}"
+
+
+class _Clock:
+    """The interval of `now` over which every cooldown check of one call answers the same."""
+    __slots__ = ("lo", "hi")
+
+    def __init__(self) -> None:
+        self.lo, self.hi = -math.inf, math.inf
+
+    def waited(self, now: float, last: float | None, cooldown: float) -> tuple[float, float]:
+        """cooldown_remaining(now, last, cooldown), and when that wait ends (NaN: no wait at all)."""
+        left = cooldown_remaining(now, last, cooldown)
+        if last is None or cooldown <= 0:
+            return left, math.nan
+        expiry = last + cooldown
+        if left > 0:
+            self.hi = min(self.hi, expiry)    # holds until expiry
+        else:
+            self.lo = max(self.lo, expiry)    # over, and stays over for any later now
+        return left, expiry
+
+
+@dataclass(slots=True)
+class _Answer:
+    key: tuple
+    cfg: PolicySection
+    cfg_state: dict
+    lo: float
+    hi: float
+    last_up: dict
+    last_down: dict
+    refused_at: dict
+    reasons: tuple           # str or _Hold
+    proposal: Proposal
 
 
 class _Resource:
@@ -180,7 +234,8 @@ def _target(r: _Resource, level: str, pred: ResourcePrediction | None, old: floa
 
 
 def _settle(name: str, level: str, target: float, why: tuple[str, float], old: float | None, floor: float,
-            r: _Resource, now: float, cfg: PolicySection, memo: PolicyMemo) -> tuple[float, str | None]:
+            r: _Resource, now: float, cfg: PolicySection, memo: PolicyMemo,
+            clock: _Clock) -> tuple[float, str | _Hold | None]:
     """Steps 6-7: the value to propose, and a reason when it changes or a wanted change waits."""
     if old is None or not finite(old):
         return target, f"{name} set: {r.describe(level, why)}"
@@ -195,13 +250,14 @@ def _settle(name: str, level: str, target: float, why: tuple[str, float], old: f
             return old, None
         refused = memo.refused_at.get(name)
         if not up and refused is not None:
-            left = cooldown_remaining(now, refused, cfg.cooldown_down_seconds)
+            left, expiry = clock.waited(now, refused, cfg.cooldown_down_seconds)
             if left > 0:
-                return old, f"{name} hold: shrink refused (EBUSY), retry in {left:.0f}s"
-        left = cooldown_remaining(now, memo.last_change(name),
-                                  cfg.cooldown_up_seconds if up else cfg.cooldown_down_seconds)
+                return old, _Hold(f"{name} hold: shrink refused (EBUSY), retry in ", expiry, "s")
+        left, expiry = clock.waited(now, memo.last_change(name),
+                                    cfg.cooldown_up_seconds if up else cfg.cooldown_down_seconds)
         if left > 0:
-            return old, f"{name} hold: cooldown {left:.0f}s left ({'up' if up else 'down'} to {r.fmt(target)})"
+            return old, _Hold(f"{name} hold: cooldown ", expiry,
+                              f"s left ({'up' if up else 'down'} to {r.fmt(target)})")
     memo.refused_at.pop(name, None)           # this proposal is the retry
     return target, f"{name} {'up' if up else 'down'}: {r.describe(level, why)}"
 
@@ -215,18 +271,43 @@ def decide(now: float, prediction: Prediction | None, current: Limits | None,
     `usage` is (cpu cores used over the last interval, memory bytes in use now).
     """
     memo.observe(current, now)
-    b = effective_bounds(bounds, cfg)
     cpu_used, mem_used = _usage(usage)
     samples = prediction.samples if prediction is not None else 0
     young = is_young(samples, cfg.young_samples)
     extra = young_extra(samples, cfg.young_samples, cfg.young_margin)
+    key = (cpu_used, mem_used, young, extra, current, bounds,
+           None if prediction is None else prediction.cpu, None if prediction is None else prediction.mem)
+    a, cfg_state = memo.answer, getattr(cfg, "__dict__", None)
+    if (a is not None and a.lo <= now < a.hi and a.key == key and a.cfg is cfg and a.cfg_state == cfg_state
+            and a.last_up == memo.last_up and a.last_down == memo.last_down and a.refused_at == memo.refused_at):
+        if not any(isinstance(why, _Hold) for why in a.reasons):
+            return a.proposal
+        return replace(a.proposal, reasons=_texts(a.reasons, now))
+    clock = _Clock()
+    proposal, reasons = _decide(now, prediction, current, bounds, cfg, memo, cpu_used, mem_used, young, extra,
+                                clock)
+    if cfg_state is not None:  # a config we can snapshot (a changed one must not get an old answer)
+        memo.answer = _Answer(key, cfg, dict(cfg_state), clock.lo, clock.hi, dict(memo.last_up),
+                              dict(memo.last_down), dict(memo.refused_at), reasons, proposal)
+    return proposal
+
+
+def _texts(reasons: tuple, now: float) -> tuple[str, ...]:
+    return tuple(why.text(now) if isinstance(why, _Hold) else why for why in reasons)
+
+
+def _decide(now: float, prediction: Prediction | None, current: Limits | None, bounds: Bounds,
+            cfg: PolicySection, memo: PolicyMemo, cpu_used: float, mem_used: float, young: bool, extra: float,
+            clock: _Clock) -> tuple[Proposal, tuple]:
+    """The chain itself (decide's docstring), and its reasons with the counting-down ones unformatted."""
+    b = effective_bounds(bounds, cfg)
     resources = (
         _Resource("cpu", cfg.cpu_margin, 0.0, cfg.initial_cpu, b.cpu_min, b.cpu_max, cpu_used, extra, young, cfg),
         _Resource("mem", cfg.mem_margin, cfg.mem_headroom_bytes, cfg.initial_memory, b.mem_min, b.mem_max,
                   mem_used, extra, young, cfg),
     )
     out: dict[str, float] = {}
-    reasons: list[str] = []
+    reasons: list[str | _Hold] = []
     for r in resources:
         pred = getattr(prediction, r.name) if prediction is not None else None
         lim_name, req_name = f"{r.name}_limit", f"{r.name}_request"
@@ -237,10 +318,10 @@ def decide(now: float, prediction: Prediction | None, current: Limits | None,
         req, req_why = _target(r, "request", pred, old_req, req_floor)
         if req > lim:
             req, req_why = lim, ("capped", lim)
-        lim, why = _settle(lim_name, "limit", lim, lim_why, old_lim, lim_floor, r, now, cfg, memo)
+        lim, why = _settle(lim_name, "limit", lim, lim_why, old_lim, lim_floor, r, now, cfg, memo, clock)
         if why:
             reasons.append(why)
-        req, why = _settle(req_name, "request", req, req_why, old_req, req_floor, r, now, cfg, memo)
+        req, why = _settle(req_name, "request", req, req_why, old_req, req_floor, r, now, cfg, memo, clock)
         if req > lim:                         # the limit was held lower than the request wants
             req, why = lim, _capped_reason(req_name, lim_name, old_req, lim)
         if why:
@@ -249,8 +330,10 @@ def decide(now: float, prediction: Prediction | None, current: Limits | None,
     limits = Limits(cpu_request=out["cpu_request"], cpu_limit=out["cpu_limit"],
                     mem_request=int(out["mem_request"]), mem_limit=int(out["mem_limit"]),
                     cpu_burst=cpu_burst_for(out["cpu_limit"], cfg.burst_fraction))
-    return Proposal(limits=limits, reasons=tuple(reasons), changed=limits_differ(current, limits),
-                    previous=current, bounds=b)
+    kept = tuple(reasons)
+    proposal = Proposal(limits=limits, reasons=_texts(kept, now), changed=limits_differ(current, limits),
+                        previous=current, bounds=b)
+    return proposal, kept
 
 
 def _capped_reason(req_name: str, lim_name: str, old_req: float | None, lim: float) -> str | None:
