@@ -18,12 +18,16 @@ Runs after `policy.decide` for every session, before anything is applied. The ru
   CPU burst follows the cap. Where a trim lands a little above the value in force, the
   value in force stays (hysteresis), so a crowded host does not change limits every tick.
 - Sessions are visited in sorted id order, so the result does not depend on dict order.
+
+The sums couple the sessions, but each session's final step depends only on its own
+proposal and its trimmed values. A caller that passes the same `memo` dict every tick
+gets a session's previous result object back when all of that is unchanged (the
+steady case at hundreds of sessions), instead of rebuilding it.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from typing import Callable
 
 from agent.config import PolicySection
@@ -77,9 +81,9 @@ def _used(usage: tuple[float, float] | None) -> tuple[float, float]:
 
 
 def arbitrate(proposals: dict[str, Proposal], usage: dict[str, tuple[float, int]], host_cpu: float,
-              host_mem: int, cfg: PolicySection) -> dict[str, Proposal]:
+              host_mem: int, cfg: PolicySection, memo: dict[str, tuple] | None = None) -> dict[str, Proposal]:
     """Proposals that together fit the host (see the module doc). A host size <= 0 (unknown)
-    leaves the proposals as they are."""
+    leaves the proposals as they are. `memo`: a dict kept by the caller between calls (optional)."""
     if not proposals or not finite(host_cpu) or not finite(host_mem) or host_cpu <= 0 or host_mem <= 0:
         return dict(proposals)
     ids = sorted(proposals)
@@ -125,21 +129,37 @@ def arbitrate(proposals: dict[str, Proposal], usage: dict[str, tuple[float, int]
                             f"{format_size(mem_room)}{_OVER if share >= 1 else ''}")
 
     out: dict[str, Proposal] = {}
+    h, burst = cfg.hysteresis, cfg.burst_fraction
+    seen: dict[str, tuple] = {}
     for k, (sid, p) in enumerate(zip(ids, props)):
-        prev, h = p.previous, cfg.hysteresis
+        # everything this session's result depends on (cpu_req0, mem_lim1, mem_req0 follow from these)
+        key = (p, cpu_lim[k], cpu_req[k], mem_lim[k], mem_req[k], cpu_floor[k], mem_cap_floor[k], mem_floor[k],
+               tuple(notes[k]), h, burst, cpu_room, mem_room)
+        if memo is not None:
+            last = memo.get(sid)
+            if last is not None and last[0] == key:
+                out[sid] = last[1]
+                seen[sid] = last
+                continue
+        prev = p.previous
         c_lim = _steady(cpu_lim[k], cpu_lim0[k], prev and prev.cpu_limit, cpu_floor[k], h)
         c_req = _steady(min(cpu_req[k], c_lim), cpu_req0[k], prev and prev.cpu_request, cpu_floor[k], h)
         m_lim = _steady(mem_lim[k], mem_lim0[k], prev and prev.mem_limit, mem_cap_floor[k], h)
         m_req = _steady(min(mem_req[k], m_lim), mem_req0[k], prev and prev.mem_request, mem_floor[k], h)
         limits = Limits(cpu_request=min(c_req, c_lim), cpu_limit=c_lim, mem_request=int(min(m_req, m_lim)),
-                        mem_limit=int(m_lim), cpu_burst=cpu_burst_for(c_lim, cfg.burst_fraction))
+                        mem_limit=int(m_lim), cpu_burst=cpu_burst_for(c_lim, burst))
         if limits == p.limits:
-            out[sid] = p
-            continue
-        if not notes[k]:          # only request <= limit moved it
-            notes[k].append("request capped by the trimmed limit")
-        out[sid] = replace(p, limits=limits, reasons=p.reasons + tuple(notes[k]),
-                           changed=limits_differ(p.previous, limits))
+            result = p
+        else:
+            if not notes[k]:          # only request <= limit moved it
+                notes[k].append("request capped by the trimmed limit")
+            result = Proposal(limits=limits, reasons=p.reasons + tuple(notes[k]),
+                              changed=limits_differ(p.previous, limits), previous=p.previous, bounds=p.bounds)
+        out[sid] = result
+        seen[sid] = (key, result)
+    if memo is not None:  # sessions gone drop out
+        memo.clear()
+        memo.update(seen)
     return out
 
 

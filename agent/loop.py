@@ -84,6 +84,7 @@ class AgentLoop:
         self._reap_wanted = True  # reap once at start-up
         self._fallbacks_seen = forecaster.fallbacks_total
         self._capacity = max(2, int(math.ceil(cfg.agent.history_seconds / cfg.agent.tick_seconds)))
+        self._arbitration: dict[str, tuple] = {}   # arbitrate()'s memo between ticks
 
     # --- the tick -----------------------------------------------------------------------------
 
@@ -237,7 +238,7 @@ class AgentLoop:
                 log.exception("policy failed for session %s", sid)
         if not proposals:
             return {}
-        return arbitrate(proposals, usage, self.host_cpu, self.host_mem, self.cfg.policy)
+        return arbitrate(proposals, usage, self.host_cpu, self.host_mem, self.cfg.policy, self._arbitration)
 
     def _actuate(self, now: float, proposals: dict[str, Proposal], report: TickReport) -> None:
         for sid, proposal in proposals.items():
