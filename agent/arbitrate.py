@@ -132,14 +132,15 @@ def arbitrate(proposals: dict[str, Proposal], usage: dict[str, tuple[float, int]
     h, burst = cfg.hysteresis, cfg.burst_fraction
     seen: dict[str, tuple] = {}
     for k, (sid, p) in enumerate(zip(ids, props)):
-        # everything this session's result depends on (cpu_req0, mem_lim1, mem_req0 follow from these)
-        key = (p, cpu_lim[k], cpu_req[k], mem_lim[k], mem_req[k], cpu_floor[k], mem_cap_floor[k], mem_floor[k],
-               tuple(notes[k]), h, burst, cpu_room, mem_room)
+        # everything this session's limits depend on (cpu_req0, mem_lim1, mem_req0 follow from these);
+        # its reasons only add the proposal's own, which may differ (a cooldown's seconds count down)
+        key = (p.limits, p.previous, p.bounds, cpu_lim[k], cpu_req[k], mem_lim[k], mem_req[k], cpu_floor[k],
+               mem_cap_floor[k], mem_floor[k], tuple(notes[k]), h, burst, cpu_room, mem_room)
         if memo is not None:
             last = memo.get(sid)
             if last is not None and last[0] == key:
-                out[sid] = last[1]
-                seen[sid] = last
+                out[sid] = result = last[1] if last[2] is p else _again(p, last[1], last[2])
+                seen[sid] = (key, result, p)
                 continue
         prev = p.previous
         c_lim = _steady(cpu_lim[k], cpu_lim0[k], prev and prev.cpu_limit, cpu_floor[k], h)
@@ -156,11 +157,21 @@ def arbitrate(proposals: dict[str, Proposal], usage: dict[str, tuple[float, int]
             result = Proposal(limits=limits, reasons=p.reasons + tuple(notes[k]),
                               changed=limits_differ(p.previous, limits), previous=p.previous, bounds=p.bounds)
         out[sid] = result
-        seen[sid] = (key, result)
+        seen[sid] = (key, result, p)
     if memo is not None:  # sessions gone drop out
         memo.clear()
         memo.update(seen)
     return out
+
+
+def _again(p: Proposal, last_result: Proposal, last_p: Proposal) -> Proposal:
+    """The result for `p` when the previous proposal `last_p` (same limits, previous and bounds)
+    gave `last_result`: p itself, or the same trimmed limits with p's reasons and the same notes."""
+    if last_result is last_p:
+        return p
+    notes = last_result.reasons[len(last_p.reasons):]
+    return Proposal(limits=last_result.limits, reasons=p.reasons + notes, changed=last_result.changed,
+                    previous=p.previous, bounds=p.bounds)
 
 
 def _steady(value: float, proposed: float, previous: float | None, floor: float, hysteresis: float) -> float:

@@ -36,7 +36,7 @@ the seconds in "hold: cooldown Ns left" reasons recounted, at a fraction of the 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from agent.config import PolicySection
@@ -282,7 +282,9 @@ def decide(now: float, prediction: Prediction | None, current: Limits | None,
             and a.last_up == memo.last_up and a.last_down == memo.last_down and a.refused_at == memo.refused_at):
         if not any(isinstance(why, _Hold) for why in a.reasons):
             return a.proposal
-        return replace(a.proposal, reasons=_texts(a.reasons, now))
+        p = a.proposal
+        return Proposal(limits=p.limits, reasons=_texts(a.reasons, now), changed=p.changed, previous=p.previous,
+                        bounds=p.bounds)
     clock = _Clock()
     proposal, reasons = _decide(now, prediction, current, bounds, cfg, memo, cpu_used, mem_used, young, extra,
                                 clock)
