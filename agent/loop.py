@@ -24,7 +24,7 @@ from agent.forecast import ForecastInput, ModelHolder
 from agent.lifecycle import SessionManager
 from agent.limits import Decision, Limits
 from agent.metrics import AgentMetrics
-from agent.policy import PolicyMemo, Proposal, bump_sample, decide
+from agent.policy import LEVEL_FIELDS, PolicyMemo, Proposal, bump_sample, decide
 from agent.prediction import Prediction
 from agent.profile import build_profile
 from agent.runtime import SessionRuntime, SessionSnapshot
@@ -52,6 +52,14 @@ class TickReport:
 
 
 RecordSink = Callable[[TickReport], None]
+
+
+def _fresh_memo(now: float) -> PolicyMemo:
+    """A new or re-adopted session counts as just changed: no decrease before the cooldown has run,
+    so a session is never shrunk on its first sample, before it has allocated what it came for."""
+    memo = PolicyMemo()
+    memo.last_up.update({name: now for name in LEVEL_FIELDS})
+    return memo
 
 
 class AgentLoop:
@@ -156,7 +164,7 @@ class AgentLoop:
             session=session,
             state=SessionState(session.session_id, self._capacity, started_at=session.started_at),
             steps=StepAggregator.for_spec(self.forecaster.spec_for_steps()),
-            memo=PolicyMemo(),
+            memo=_fresh_memo(now),
             limits=limits,
         )
 
@@ -198,6 +206,9 @@ class AgentLoop:
             rt.mem_used = int(0 if math.isnan(sample.get("mem_bytes")) else sample.get("mem_bytes"))
             report.samples[sid] = sample
             bumped = bump_sample(sample, rt.limits, self.cfg.policy)
+            cpu_d, mem_d = bumped.get("cpu_cores"), bumped.get("mem_bytes")
+            rt.cpu_demand = rt.cpu_used if math.isnan(cpu_d) else max(rt.cpu_used, cpu_d)
+            rt.mem_demand = rt.mem_used if math.isnan(mem_d) else max(rt.mem_used, int(mem_d))
             rt.state.push(bumped)
             rt.steps.add(bumped)
 
@@ -230,9 +241,9 @@ class AgentLoop:
                 usage[sid] = (rt.cpu_used, rt.mem_used)
                 continue
             try:
-                proposals[sid] = decide(now, pred, rt.limits, (rt.cpu_used, rt.mem_used),
+                proposals[sid] = decide(now, pred, rt.limits, (rt.cpu_demand, rt.mem_demand),
                                         rt.session.bounds, self.cfg.policy, rt.memo)
-                usage[sid] = (rt.cpu_used, rt.mem_used)
+                usage[sid] = (rt.cpu_demand, rt.mem_demand)
             except Exception:
                 self.metrics.tick_errors.inc()
                 log.exception("policy failed for session %s", sid)

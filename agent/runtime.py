@@ -20,6 +20,10 @@ class SessionRuntime:
     limits: Limits | None
     cpu_used: float = 0.0
     mem_used: int = 0
+    # demand as the policy sees it: usage, or the bumped sample when usage was censored
+    # (throttled at the quota, OOM-killed at the limit), so the cap grows geometrically
+    cpu_demand: float = 0.0
+    mem_demand: int = 0
     changes: int = 0
     throttled_ns_total: int = 0
     alerts: list = field(default_factory=list)
