@@ -32,8 +32,14 @@ __all__ = ["Alert", "AnomalyDetector", "AnomalyParams", "KINDS"]
 
 log = logging.getLogger("pspe.anomaly")
 
-# mem_peak_bytes only ever grows (a high-water mark): every new peak would look "spatial".
-SCORED_METRICS: tuple[str, ...] = tuple(m for m in SAMPLE_METRICS if m != "mem_peak_bytes")
+# Scored: what a session does. Throttling follows the limits the agent itself sets, and IOPS
+# move with the bytes, so those only keep the history the typed rules read (with block means
+# for an earlier level: True). mem_peak_bytes only ever grows (every new peak would look
+# "spatial") and is not kept at all.
+SCORED_METRICS: tuple[str, ...] = ("cpu_cores", "mem_bytes", "disk_read_bps", "disk_write_bps",
+                                   "net_rx_bps", "net_tx_bps", "psi_cpu", "psi_mem", "psi_io")
+HISTORY_ONLY: dict[str, bool] = {"cpu_throttled": False, "disk_read_iops": True, "disk_write_iops": True}
+_KEPT: tuple[str, ...] = tuple(m for m in SAMPLE_METRICS if m in SCORED_METRICS or m in HISTORY_ONLY)
 
 
 def _as_float(v: object) -> float:
@@ -79,14 +85,14 @@ class AnomalyDetector:
         if sess is None:
             p = self.params
             sess = self._sessions[session_id] = _Session(
-                SessionScorer(p, SCORED_METRICS), AlertLimiter(p.dedupe_seconds, p.max_alerts_per_hour))
+                SessionScorer(p, history_only=HISTORY_ONLY), AlertLimiter(p.dedupe_seconds, p.max_alerts_per_hour))
         if sess.last_t is not None and not now > sess.last_t:
             self.dropped_samples += 1      # a repeated or late tick would corrupt the windows
             log.debug("anomaly: %s: sample at %s not after %s; dropped", session_id, now, sess.last_t)
             return []
         self._track_interval(sess, now)
         got = sample.values
-        values = {m: _as_float(got.get(m)) for m in SCORED_METRICS}
+        values = {m: _as_float(got.get(m)) for m in _KEPT}
         for name, v in sample.app.items():
             values[APP_PREFIX + str(name)] = _as_float(v)
         learned = None

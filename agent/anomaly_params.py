@@ -24,8 +24,11 @@ class AnomalyParams:
     long_ticks: int = 1000
     learn_ticks: int = 300             # no likelihood before this many averaged scores
     min_spread: float = 1e-4
+    likelihood_block: int = 50         # the long history is kept as sums over blocks of this many ticks
     # Seasonal feature: distance to the same phase in the last cycles, once a period is found.
     season_history: int = 2016         # ticks kept per metric (also the longest period x cycles)
+    fine_ticks: int = 160              # of which the last this many exactly (at least baseline_ticks + 1) ...
+    coarse_block: int = 8              # ... and beyond, the mean of every this many ticks
     season_refresh: int = 144          # re-estimate the period every this many ticks
     season_warmup: int = 400           # valid ticks before the first estimate
     season_min_acf: float = 0.5        # autocorrelation needed to accept a period
@@ -82,6 +85,8 @@ class AnomalyParams:
             (self.season_cycles >= 1 and self.season_refresh >= 1, "season_cycles and season_refresh >= 1"),
             (self.season_history >= max(self.baseline_ticks, self.season_scale_ticks),
              "season_history must cover baseline_ticks and season_scale_ticks"),
+            (self.fine_ticks >= 8 and self.coarse_block >= 1 and self.likelihood_block >= 1,
+             "fine_ticks >= 8, coarse_block >= 1 and likelihood_block >= 1"),
             (self.season_scale_refresh >= 1, "season_scale_refresh must be >= 1"),
             (0 < self.alert_score <= 1 and 0 < self.generic_score <= 1, "alert scores must be in (0, 1]"),
             (0 < self.leak_monotony <= 1, "leak_monotony must be in (0, 1]"),

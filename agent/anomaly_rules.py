@@ -40,7 +40,7 @@ def bad_direction(app_metric: str) -> int:
 def runaway_cpu(v: RuleView) -> Alert | None:
     p = v.params
     s = v.stream("cpu_cores")
-    if s is None or not s.ticks or not (s.ring[(s.ticks - 1) % s.cap] >= p.runaway_min_cores):
+    if s is None or not (s.last_value() >= p.runaway_min_cores):
         return None
     n = v.ticks(p.runaway_seconds)
     if s.ticks % max(1, n // 16):
@@ -77,15 +77,17 @@ def memory_leak(v: RuleView) -> Alert | None:
     n = v.ticks(p.leak_seconds)
     if s is None or s.ticks < n:
         return None
-    stride = max(1, n // 32)
-    if s.ticks % stride:
+    if s.ticks % max(1, n // 32):
         return None                      # sampled: a leak does not need checking every tick
-    vals = np.asarray(s.recent(n)[::stride], dtype=np.float64)
+    got = s.recent(n)                    # exact values, or block means beyond the fine tier: both show a trend
+    step = n / max(len(got), 1)          # ticks per value
+    stride = max(1, len(got) // 32)
+    vals = np.asarray(got[::stride], dtype=np.float64)
     idx = np.nonzero(np.isfinite(vals))[0]
     if idx.size < 10 or idx.size < 0.8 * vals.size:
         return None
     y = vals[idx]
-    x = idx.astype(np.float64) * stride
+    x = idx.astype(np.float64) * stride * step
     i, j = np.triu_indices(y.size, 1)
     dy, dx = y[j] - y[i], x[j] - x[i]
     tau = float((np.sign(dy).sum()) / dy.size)          # Mann-Kendall: +1 when every later value is higher
@@ -110,10 +112,10 @@ def _surge(v: RuleView, metrics: tuple[tuple[str, float], ...], seconds: float, 
     best = None
     for metric, floor in metrics:
         s = v.stream(metric)
-        if s is None or not s.ticks or not (s.ring[(s.ticks - 1) % s.cap] >= floor):
+        if s is None or not (s.last_value() >= floor):
             continue
-        if s.peak(n) < p.alert_score:   # the statistics must agree that this is unusual
-            continue
+        if s.scored and s.peak(n) < p.alert_score:   # the statistics must agree that this is unusual
+            continue                              # (a history-only metric has the floor and factor alone)
         parts = v.split(metric, n)
         if parts is None:
             continue
@@ -124,7 +126,7 @@ def _surge(v: RuleView, metrics: tuple[tuple[str, float], ...], seconds: float, 
             continue
         ratio = level / before if before > 0 else math.inf
         if best is None or ratio > best[4]:
-            best = (metric, s.peak(n), before, level, ratio, n)
+            best = (metric, s.peak(n) if s.scored else 1.0 - before / level, before, level, ratio, n)
     return best
 
 
@@ -155,7 +157,7 @@ def app_degradation(v: RuleView) -> Alert | None:
     p = v.params
     n = v.ticks(p.app_seconds)
     for metric, s in v.scorer.streams.items():
-        if not metric.startswith(APP_PREFIX) or s.peak(n) < p.alert_score:
+        if not metric.startswith(APP_PREFIX) or not s.scored or s.peak(n) < p.alert_score:
             continue
         way = bad_direction(metric[len(APP_PREFIX):])
         if way == 0:
@@ -187,13 +189,13 @@ def generic_anomaly(v: RuleView) -> Alert | None:
     p = v.params
     n = p.short_ticks
     together = [(name, s) for name, s in v.scorer.streams.items()
-                if s.valid >= p.generic_warmup and s.ticks - 1 - s.last_alert < n
+                if s.scored and s.valid >= p.generic_warmup and s.ticks - 1 - s.last_alert < n
                 and s.last_raw_score >= p.generic_score]
     if len(together) < p.generic_min_metrics:
         return None
     together.sort(key=lambda it: -it[1].last_raw_score)
     metric, s = together[0]
-    seen = s.ring[(s.ticks - 1) % s.cap]
+    seen = s.last_value()
     others = [m for m, _ in together[1:4]]
     return v.alert(ANOMALY, metric, max(v.scores.joint, s.last_raw_score), s.med, seen, n,
                    f"unusual {metric}: {seen:.4g} where about {s.med:.4g} was expected, "

@@ -57,8 +57,13 @@ def joint_score(scores: list[float]) -> float:
 
 
 class SessionScorer:
-    def __init__(self, params: AnomalyParams | None = None, names: tuple[str, ...] | list[str] = ()) -> None:
+    """Streams are created on a metric's first finite value (or up front for `names`); a
+    `history_only` metric keeps the history the typed rules read and is never scored."""
+
+    def __init__(self, params: AnomalyParams | None = None, names: tuple[str, ...] | list[str] = (),
+                 history_only: dict[str, bool] | None = None) -> None:
         self.params = params or AnomalyParams()
+        self.history_only = history_only or {}     # name -> keep block means too (for an earlier level)
         self.streams: dict[str, MetricStream] = {}
         self.ticks = 0
         for n in names:
@@ -67,7 +72,9 @@ class SessionScorer:
     def stream(self, name: str) -> MetricStream:
         s = self.streams.get(name)
         if s is None:
-            s = self.streams[name] = MetricStream(self.params)
+            coarse = self.history_only.get(name)
+            s = self.streams[name] = (MetricStream(self.params) if coarse is None
+                                      else MetricStream(self.params, scored=False, coarse=coarse))
         return s
 
     def update(self, values: dict[str, float], learned_z: dict[str, float] | None = None) -> TickScores:
@@ -75,33 +82,62 @@ class SessionScorer:
         p = self.params
         if self.ticks >= p.season_warmup and self.ticks % p.season_refresh == 0:
             self._refresh_periods()
-        for name in values:
-            if name not in self.streams:
-                self.stream(name)
+        streams = self.streams
+        for name, v in values.items():
+            if name not in streams and -math.inf < v < math.inf:
+                self.stream(name)                  # a metric never seen costs nothing
         scores: dict[str, float] = {}
         raw: list[float] = []
         top, top_score = None, -1.0
         nan = math.nan
-        for name, s in self.streams.items():
+        for name, s in streams.items():
             v = values.get(name, nan)
             lz = learned_z.get(name) if learned_z else None
             scores[name] = s.update(v, lz)
-            r = s.last_raw_score
-            raw.append(r)
-            if r > top_score:
-                top, top_score = name, r
+            if s.scored:
+                r = s.last_raw_score
+                raw.append(r)
+                if r > top_score:
+                    top, top_score = name, r
         self.ticks += 1
         return TickScores(scores=scores, joint=joint_score(raw), top=top)
 
     def _refresh_periods(self) -> None:
+        """Short periods from the fine tier; failing that, long ones from the block means."""
         p = self.params
-        ready = [s for s in self.streams.values() if s.valid >= p.season_warmup]
+        ready = [s for s in self.streams.values() if s.scored and s.valid >= p.season_warmup]
         if not ready:
             return
-        cap = p.season_history
-        n = min(self.ticks, cap)
-        hist = np.array([s.recent(n) for s in ready], dtype=np.float64)
-        max_period = (cap - p.season_jitter) // p.season_cycles
-        periods = find_periods(hist, p.season_min_period, max_period, p.season_min_acf)
+        cap = max(p.fine_ticks, p.baseline_ticks + 1)      # the base fine tier, grown or not
+        fine = np.array([s.hist.recent(cap) for s in ready], dtype=np.float64)
+        fine_max = (cap - p.season_jitter) // p.season_cycles
+        periods = find_periods(fine, p.season_min_period, fine_max, p.season_min_acf)
+        rest = [i for i, per in enumerate(periods.tolist()) if per == 0]
+        b = p.coarse_block
+        if rest and ready[0].hist.nblocks:
+            blocks = [ready[i].hist.blocks(ready[i].hist.nblocks) for i in rest]
+            n = max(len(x) for x in blocks)
+            coarse = np.full((len(rest), n), np.nan)
+            for row, x in zip(coarse, blocks):
+                if len(x):
+                    row[n - len(x):] = x
+            max_period = (p.season_history - p.season_jitter) // p.season_cycles // b
+            long = find_periods(coarse, max(2, -(-(fine_max + 1) // b)), max_period, p.season_min_acf)
+            periods[rest] = long * b
+            for i in rest:                     # block resolution; refined on exact values once the tier holds them
+                if periods[i]:
+                    periods[i] = self._refine(ready[i], int(periods[i]), b)
         for s, per in zip(ready, periods.tolist()):
-            s.period = int(per)
+            if int(per) != s.period:
+                s.set_period(int(per))
+
+    def _refine(self, s: MetricStream, period: int, b: int) -> int:
+        """A period found on block means, to the tick, from the exact values the stream has kept for it."""
+        p = self.params
+        h = s.hist
+        n = min(h.cap, h.ticks - h.exact_from)
+        if s.period == 0 or abs(s.period - period) > b or n < 2 * (period + b) + 2:
+            return s.period if s.period and abs(s.period - period) <= b else period
+        exact = np.array([h.recent(n)], dtype=np.float64)
+        got = int(find_periods(exact, period - b, period + b, p.season_min_acf)[0])
+        return got or period

@@ -69,3 +69,45 @@ def seasonal_error(ring, pos: int, x: float, period: int, cycles: int, jitter: i
     per_cycle.sort()
     h = n // 2
     return per_cycle[h] if n % 2 else 0.5 * (per_cycle[h - 1] + per_cycle[h])
+
+
+def seasonal_error_tiered(hist, x: float, period: int, cycles: int, jitter: int) -> float:
+    """Seasonal error of x (the value of tick hist.ticks) against an agent.anomaly_history.History.
+
+    A phase within the fine tier is compared value by value (+-jitter ticks, as
+    seasonal_error); an older one with the means of the blocks that overlap
+    +-(jitter + block/2) ticks around it. NaN when nothing valid is there.
+    """
+    t = hist.ticks
+    cap, fine = hist.cap, hist.fine
+    exact_from = hist.exact_from
+    per_cycle = []
+    for k in range(1, cycles + 1):
+        lag = k * period
+        best = math.inf
+        if t - lag - jitter >= exact_from:
+            for j in range(t - lag - jitter, t - lag + jitter + 1):
+                v = fine[j % cap]
+                if v == v:
+                    d = abs(x - v)
+                    if d < best:
+                        best = d
+        elif hist.nblocks:
+            reach = jitter + hist.block // 2
+            done = hist.done_blocks
+            first = max((t - lag - reach) // hist.block, done - hist.nblocks, 0)
+            last = min((t - lag + reach) // hist.block, done - 1)
+            for b in range(first, last + 1):
+                v = hist.block_at(b)
+                if v == v:
+                    d = abs(x - v)
+                    if d < best:
+                        best = d
+        if best < math.inf:
+            per_cycle.append(best)
+    n = len(per_cycle)
+    if n == 0:
+        return math.nan
+    per_cycle.sort()
+    h = n // 2
+    return per_cycle[h] if n % 2 else 0.5 * (per_cycle[h - 1] + per_cycle[h])

@@ -1,4 +1,4 @@
-"""Streaming anomaly score of one metric, from its past only (pure, plain floats).
+"""Streaming anomaly score of one metric, from its past only (pure, compact).
 
 Each tick the metric gets one value (NaN when missing) and a score in [0, 1]
 computed before the value joins the history:
@@ -16,6 +16,11 @@ computed before the value joins the history:
 6. the score is the max of these; after it reaches `alert_score` the metric is
    quiet for `refractory_ticks` (one alert per event, NAB counts only the first
    detection in a window and every later one outside it as a false positive).
+
+Memory is what a session costs, so nothing is allocated before the first
+finite value, the seasonal state only once a period was found, and values are
+float32 (input rounded once, so a value always equals itself in the past).
+A stream with scored=False only keeps the history the typed rules read.
 """
 
 from __future__ import annotations
@@ -23,112 +28,154 @@ from __future__ import annotations
 import math
 from array import array
 
+import numpy as np
+
+from agent.anomaly_history import History
 from agent.anomaly_likelihood import Likelihood
 from agent.anomaly_params import AnomalyParams
-from agent.anomaly_season import seasonal_error
+from agent.anomaly_season import seasonal_error_tiered
 from agent.anomaly_window import SortedWindow
 
 NAN = math.nan
+_INF = math.inf
+_F32 = array("f", [0.0])
 
 
 class MetricStream:
-    __slots__ = ("p", "ring", "cap", "ticks", "window", "med", "scale", "level", "season", "learned",
-                 "period", "e_ring", "e_window", "e_scale", "lo", "hi", "valid", "last_alert", "last_score",
-                 "last_raw_score", "last_spatial", "_neg_inv_k", "peaks")
+    __slots__ = ("p", "scored", "coarse", "hist", "window", "med", "scale", "level", "season", "learned",
+                 "period", "e_ring", "e_scale", "lo", "hi", "valid", "last_alert", "last_score",
+                 "last_raw_score", "last_spatial", "peaks")
 
     PEAK_BLOCK = 16   # ticks per block of the coarse "highest score lately" record
 
-    def __init__(self, params: AnomalyParams) -> None:
-        p = self.p = params
-        self.cap = p.season_history
-        self.ring = array("d", [NAN]) * self.cap       # compact: 8 bytes a value
-        self.ticks = 0
-        self.window = SortedWindow()
+    def __init__(self, params: AnomalyParams, scored: bool = True, coarse: bool = True) -> None:
+        self.p = params
+        self.scored = scored
+        self.coarse = coarse
+        self.hist: History | None = None                # allocated on the first finite value
+        self.window: SortedWindow | None = None
         self.med = NAN
         self.scale = NAN
-        self.level = Likelihood(p.short_ticks, p.long_ticks, p.learn_ticks, p.min_spread)
+        self.level: Likelihood | None = None
         self.season: Likelihood | None = None          # seasonal state exists once a period was found
         self.learned: Likelihood | None = None
         self.period = 0
         self.e_ring: array | None = None
-        self.e_window = SortedWindow()                 # the seasonal errors now in e_ring, sorted
         self.e_scale = NAN
-        self.lo = math.inf
-        self.hi = -math.inf
+        self.lo = _INF
+        self.hi = -_INF
         self.valid = 0
         self.last_alert = -(10**9)
         self.last_score = 0.0
         self.last_raw_score = 0.0
         self.last_spatial = False
-        self._neg_inv_k = -1.0 / p.raw_scale
-        self.peaks = array("d", [0.0]) * (self.cap // self.PEAK_BLOCK + 1)
+        self.peaks: array | None = None
 
-    # -- history ---------------------------------------------------------------
-    def recent(self, n: int) -> array:
-        """The last n values, oldest first (NaN where missing), this tick's included."""
-        n = min(n, self.ticks, self.cap)
-        if n <= 0:
-            return array("d")
-        pos = self.ticks % self.cap
-        start = pos - n
-        if start >= 0:
-            return self.ring[start:pos]
-        return self.ring[start:] + self.ring[:pos]
+    @property
+    def ticks(self) -> int:
+        """Ticks since the first finite value (the stream's own clock)."""
+        return self.hist.ticks if self.hist is not None else 0
+
+    def _allocate(self) -> None:
+        p = self.p
+        self.hist = History(max(p.fine_ticks, p.baseline_ticks + 1), p.season_history if self.coarse else 0,
+                            p.coarse_block)
+        if self.scored:
+            self.window = SortedWindow()
+            self.level = self._likelihood()
+            self.peaks = array("f", [0.0]) * (p.season_history // 2 // self.PEAK_BLOCK + 2)
+
+    def set_period(self, period: int) -> None:
+        """A new season (0: none); the fine tier grows to span its cycles, or shrinks back."""
+        self.period = period
+        if self.hist is not None:
+            self.hist.resize(self._fine_ticks())
+
+    def _fine_ticks(self) -> int:
+        """The fine tier: the level window, or with a season as many ticks as its cycles span."""
+        p = self.p
+        base = max(p.fine_ticks, p.baseline_ticks + 1)
+        if not self.period:
+            return base
+        return max(base, p.season_cycles * self.period + p.season_jitter + 1)
+
+    def _likelihood(self) -> Likelihood:
+        p = self.p
+        return Likelihood(p.short_ticks, p.long_ticks, p.learn_ticks, p.min_spread, p.likelihood_block)
+
+    # -- what the rules read ---------------------------------------------------
+    def recent(self, n: int) -> list[float]:
+        """About the last n values, oldest first, this tick's included (block means beyond the fine tier)."""
+        return self.hist.values(n) if self.hist is not None else []
+
+    def last_value(self) -> float:
+        return self.hist.last() if self.hist is not None else NAN
 
     def peak(self, n: int) -> float:
         """Highest score (before the refractory period) over about the last n ticks (block-rounded)."""
-        blocks = len(self.peaks)
-        cur = (self.ticks - 1) // self.PEAK_BLOCK
-        if self.ticks <= 0:
+        t = self.ticks
+        if t <= 0 or self.peaks is None:
             return 0.0
+        blocks = len(self.peaks)
+        cur = (t - 1) // self.PEAK_BLOCK
         k = min(blocks, n // self.PEAK_BLOCK + 1, cur + 1)
         return max(self.peaks[(cur - i) % blocks] for i in range(k))
 
+    # -- refreshed every few ticks ---------------------------------------------
     def _refresh_scale(self) -> None:
         w = self.window
         if len(w) < 10:
             self.scale = NAN
             return
         m = w.median()
-        floor = self.p.scale_floor * w.span()
-        self.scale = max(1.4826 * w.mad(m), floor, 1e-9)
-
-    def _start_season(self) -> None:
-        p = self.p
-        self.season = Likelihood(p.short_ticks, p.long_ticks, p.learn_ticks, p.min_spread)
-        self.e_ring = array("d", [NAN]) * p.season_scale_ticks
+        self.scale = max(1.4826 * w.mad(m), self.p.scale_floor * w.span(), 1e-9)
 
     def _refresh_season_scale(self) -> None:
         """The seasonal error's own median over the last season_scale_ticks, floored like the level scale."""
-        if len(self.e_window) < 50:
+        e = np.frombuffer(self.e_ring, dtype=np.float32)
+        e = e[np.isfinite(e)]
+        if e.size < 50:
             self.e_scale = NAN
             return
-        vals = [v for v in self.recent(self.p.season_scale_ticks) if v == v]
-        span = (max(vals) - min(vals)) if vals else 0.0
-        self.e_scale = max(self.e_window.median(), self.p.scale_floor * span, 1e-9)
+        h = self.hist
+        span_vals = [v for v in h.values(self.p.season_scale_ticks) if v == v]
+        span = (max(span_vals) - min(span_vals)) if span_vals else 0.0
+        self.e_scale = max(float(np.median(e)), self.p.scale_floor * span, 1e-9)
 
     # -- one tick --------------------------------------------------------------
     def update(self, x: float, learned_z: float | None = None) -> float:
         """Score x (NaN: missing) from the past, then add it to the history; returns the score."""
-        p = self.p
-        t = self.ticks
-        ok = -math.inf < x < math.inf        # NaN and infinities count as missing
-        if not ok:
-            if not self.valid:               # never seen (no PSI on cgroup v1, say): nothing to update
-                self.ticks = t + 1
+        h = self.hist
+        if h is None:
+            if not -_INF < x < _INF:         # never seen (no PSI on cgroup v1, say): nothing to keep
                 self.last_score = self.last_raw_score = 0.0
                 return 0.0
+            self._allocate()
+            h = self.hist
+        _F32[0] = x                           # round to float32, as the history will keep it
+        x = _F32[0]
+        ok = -_INF < x < _INF                 # NaN and infinities (and beyond float32) count as missing
+        if not ok:
             x = NAN
+        if not self.scored:
+            h.push(x)
+            if ok:
+                self.valid += 1
+            return 0.0
+        p = self.p
+        t = h.ticks
         if t % p.baseline_refresh == 0:
             self._refresh_scale()
         if self.period:
             if self.season is None:
-                self._start_season()
+                self.season = self._likelihood()
+                self.e_ring = array("f", [NAN]) * p.season_scale_ticks
             if t % p.season_scale_refresh == 0:
                 self._refresh_season_scale()
-        nik = self._neg_inv_k
+        nik = -1.0 / p.raw_scale
         # 1. level (the median is exact every tick; the MAD is refreshed every few ticks)
-        med = self.window.median() if len(self.window) >= 10 else NAN
+        w = self.window
+        med = w.median() if len(w) >= 10 else NAN
         self.med = med
         raw = None
         if ok and med == med and self.scale == self.scale:
@@ -136,19 +183,19 @@ class MetricStream:
         score = self.level.update(raw)
         # 2. seasonal
         e = NAN
-        raw = None
-        if self.period and ok and t >= p.season_cycles * self.period + p.season_jitter:
-            e = seasonal_error(self.ring, t % self.cap, x, self.period, p.season_cycles, p.season_jitter)
-            if e == e and self.e_scale == self.e_scale:
-                raw = 1.0 - math.exp(e / self.e_scale * nik)
         if self.season is not None:                # its clock starts with the first period, then keeps going
+            raw = None
+            if ok and t >= p.season_cycles * self.period + p.season_jitter:
+                e = seasonal_error_tiered(h, x, self.period, p.season_cycles, p.season_jitter)
+                if e == e and self.e_scale == self.e_scale:
+                    raw = 1.0 - math.exp(e / self.e_scale * nik)
             s = self.season.update(raw)
             if s > score:
                 score = s
         # 3. learned residual
         if learned_z is not None or self.learned is not None:
             if self.learned is None:
-                self.learned = Likelihood(p.short_ticks, p.long_ticks, p.learn_ticks, p.min_spread)
+                self.learned = self._likelihood()
             raw = None if learned_z is None or learned_z != learned_z else 1.0 - math.exp(abs(learned_z) * nik)
             s = self.learned.update(raw)
             if s > score:
@@ -166,9 +213,10 @@ class MetricStream:
             score = 0.0
         self._push(t, x, e, ok)
         self.last_raw_score = score
-        b = t // self.PEAK_BLOCK % len(self.peaks)
-        if t % self.PEAK_BLOCK == 0 or score > self.peaks[b]:
-            self.peaks[b] = score
+        peaks = self.peaks
+        b = t // self.PEAK_BLOCK % len(peaks)
+        if t % self.PEAK_BLOCK == 0 or score > peaks[b]:
+            peaks[b] = score
         self.last_spatial = spatial
         if t - self.last_alert < p.refractory_ticks:
             score = 0.0
@@ -179,21 +227,15 @@ class MetricStream:
 
     def _push(self, t: int, x: float, e: float, ok: bool) -> None:
         """Only now does x join the history: nothing above saw it."""
-        p = self.p
-        pos = t % self.cap
-        if t >= p.baseline_ticks:
-            leaving = self.ring[(t - p.baseline_ticks) % self.cap]
+        h = self.hist
+        bt = self.p.baseline_ticks
+        if t >= bt:
+            leaving = h.at(t - bt)
             if leaving == leaving:
                 self.window.remove(leaving)
-        self.ring[pos] = x
+        h.push(x)
         if self.e_ring is not None:
-            epos = t % p.season_scale_ticks
-            old_e = self.e_ring[epos]
-            if old_e == old_e:
-                self.e_window.remove(old_e)
-            self.e_ring[epos] = e
-            if e == e:
-                self.e_window.add(e)
+            self.e_ring[t % len(self.e_ring)] = e
         if ok:
             self.window.add(x)
             if x < self.lo:
@@ -201,4 +243,3 @@ class MetricStream:
             if x > self.hi:
                 self.hi = x
             self.valid += 1
-        self.ticks = t + 1

@@ -43,7 +43,7 @@ class RuleView:
         return self.scorer.streams.get(metric)
 
     def split(self, metric: str, n: int) -> tuple[list[float], list[float]] | None:
-        """(earlier, recent): valid values before the last n ticks, and of the last n ticks.
+        """(earlier, recent): valid values (block means further back) before the last n ticks, and of them.
 
         None when the session is too young for an earlier level or the recent
         window is mostly missing.
@@ -52,12 +52,22 @@ class RuleView:
         if s is None:
             return None
         base = self.ticks(self.params.baseline_seconds)
-        hist = s.recent(n + base)
-        if len(hist) < n + min(base, 3 * n, 30):
+        h = s.hist
+        if h is None or h.ticks < n + min(base, 3 * n, 30):
             return None
-        recent = finite(hist[-n:])
-        earlier = finite(hist[:-n])
-        if len(recent) < 0.8 * n or len(earlier) < 10:
+        recent = finite(s.recent(n))
+        if len(recent) < 0.8 * len(s.recent(n)) or not recent:
+            return None
+        # The earlier level: exact values where the fine tier reaches back, else block means.
+        end = h.ticks - n                      # the earlier window is [end - base, end)
+        if end - base >= h.exact_from or not h.nblocks:
+            earlier = finite(h.recent(n + base).tolist()[:-n])
+        else:
+            first = max(0, (end - base) // h.block, h.done_blocks - h.nblocks)
+            earlier = finite([h.block_at(b) for b in range(first, end // h.block)])
+            if len(earlier) < 10:              # a young session: what the fine tier has before the window
+                earlier = finite(h.recent(min(h.cap, h.ticks - h.exact_from, n + base)).tolist()[:-n])
+        if len(earlier) < 10:
             return None
         return earlier, recent
 

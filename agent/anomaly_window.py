@@ -1,12 +1,15 @@
 """A sliding window kept sorted, for an exact rolling median, MAD and range in O(log n) (pure).
 
-Plain Python floats and `bisect`: at the window sizes used here (hundreds) an
-insert plus a removal costs well under a microsecond, far less than a numpy
-call on a small array.
+A float32 array and `bisect`: at the window sizes used here (hundreds) an
+insert plus a removal costs about a microsecond, far less than a numpy call on
+a small array, and the window takes 4 bytes a value instead of a list's 32.
+The caller adds float32-representable values (anomaly_stream rounds its input),
+so a value removed is found exactly.
 """
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left, insort
 
 
@@ -14,7 +17,7 @@ class SortedWindow:
     __slots__ = ("values",)
 
     def __init__(self) -> None:
-        self.values: list[float] = []
+        self.values = array("f")
 
     def __len__(self) -> int:
         return len(self.values)
@@ -53,7 +56,7 @@ class SortedWindow:
         return 0.5 * (self._kth_deviation(s, m, split, n // 2 - 1) + upper)
 
     @staticmethod
-    def _kth_deviation(s: list[float], m: float, split: int, k: int) -> float:
+    def _kth_deviation(s, m: float, split: int, k: int) -> float:
         """The k-th smallest (0-based) of |v - m|, merging L_i = m - s[split-1-i] and R_j = s[split+j] - m."""
         n_left, n_right = split, len(s) - split
         take = k + 1                                  # how many of the smallest we want

@@ -82,7 +82,7 @@ def test_memory_leak_steady_growth():
     values, app = normal_session()
     values["mem_bytes"][ONSET:] += np.arange(N - ONSET) * 0.4 * MIB
     i, a = first(replay(values, app), MEMORY_LEAK)
-    assert ONSET + 300 < i <= ONSET + 600
+    assert ONSET + 250 < i <= ONSET + 600      # block means (older than the fine tier) see the trend a bit sooner
     assert a.metric == "mem_bytes" and a.seen > a.expected + 100 * MIB and a.window_seconds == 600.0
 
 
