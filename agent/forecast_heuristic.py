@@ -18,6 +18,10 @@ import numpy as np
 
 from agent.forecast import ForecastInput
 from agent.prediction import Prediction, ResourcePrediction
+from agent.state import history_row
+
+_CPU, _MEM = history_row("cpu_cores"), history_row("mem_bytes")
+_ROWS = max(_CPU, _MEM) + 1
 
 
 def row_quantiles(values: np.ndarray, qs: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -67,17 +71,15 @@ class WindowQuantileForecaster:
         if not batch:
             return []
         B, n = len(batch), self.max_samples
-        times = np.full((B, n), -np.inf)
-        cpu = np.full((B, n), np.nan)
-        mem = np.full((B, n), np.nan)
-        latest_mem = np.empty(B)
+        # one copy per session of its history rows up to memory (times, cpu_cores, ..., mem_bytes)
+        block = np.full((B, _ROWS, n), np.nan)
+        block[:, 0] = -np.inf
         for i, inp in enumerate(batch):
-            st = inp.state
-            st.times.copy_last_into(times[i])
-            st.buffers["cpu_cores"].copy_last_into(cpu[i])
-            mem_buf = st.buffers["mem_bytes"]
-            mem_buf.copy_last_into(mem[i])
-            latest_mem[i] = mem_buf.latest()
+            inp.state.copy_last_block_into(block[i], _ROWS)
+        times = block[:, 0]
+        cpu = block[:, _CPU]
+        mem = block[:, _MEM]
+        latest_mem = mem[:, -1].copy()          # the newest sample's memory (NaN: none, or missing)
         old = (times <= now - self.window_seconds) | (times > now)
         cpu[old] = np.nan
         mem[old] = np.nan

@@ -203,6 +203,11 @@ class _Column:
 _NANS = tuple(repeat(math.nan, len(SAMPLE_METRICS)))
 
 
+def history_row(metric: str) -> int:
+    """The row of a sample metric in SessionState's history array (row 0 holds the times)."""
+    return 1 + SAMPLE_METRICS.index(metric)
+
+
 class SessionState:
     """Everything the agent remembers about one session between ticks."""
 
@@ -251,6 +256,26 @@ class SessionState:
         self.samples_seen += 1
         self.oom_kills_total += sample.oom_kills
         self.last_sample = sample
+
+    def copy_last_block_into(self, out: np.ndarray, rows: int) -> int:
+        """The first `rows` history rows (the times, then SAMPLE_METRICS in order; see `history_row`)
+        of the newest min(out.shape[1], samples) samples, oldest first, into the END of each row of
+        `out` ([rows, size], e.g. a slice of a batch array) in one copy; returns how many were written."""
+        size = out.shape[1]
+        cur = self._cursor
+        n = min(size, cur.count)
+        if n == 0:
+            return 0
+        end = cur.next
+        start = end - n
+        data = self._data
+        if start >= 0:
+            out[:, size - n:] = data[:rows, start:end]
+        else:  # wrapped: the end of the array, then its beginning
+            out[:, size - n:size - end] = data[:rows, start:]
+            if end:
+                out[:, size - end:] = data[:rows, :end]
+        return n
 
     def window(self, metric: str, n: int | None = None) -> np.ndarray:
         buf = self.buffers.get(metric) or self.app_buffers.get(metric)
