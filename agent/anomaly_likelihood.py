@@ -9,7 +9,7 @@ ticking so the windows stay aligned in time.
 
 The long history is kept as sums over blocks of `block` ticks, not one mean a
 tick: the window slides a block at a time and spans between long - block and
-long means. That is ~20 blocks instead of 1,000 floats per likelihood, and the
+long means. That is ~10 blocks instead of 1,000 floats per likelihood, and the
 mean and spread it yields are the same to within a block's worth of means.
 """
 

@@ -24,7 +24,7 @@ class AnomalyParams:
     long_ticks: int = 1000
     learn_ticks: int = 300             # no likelihood before this many averaged scores
     min_spread: float = 1e-4
-    likelihood_block: int = 50         # the long history is kept as sums over blocks of this many ticks
+    likelihood_block: int = 100        # the long history is kept as sums over blocks of this many ticks
     # Seasonal feature: distance to the same phase in the last cycles, once a period is found.
     season_history: int = 2016         # ticks kept per metric (also the longest period x cycles)
     fine_ticks: int = 160              # of which the last this many exactly (at least baseline_ticks + 1) ...

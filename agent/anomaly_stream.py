@@ -47,6 +47,7 @@ class MetricStream:
                  "last_raw_score", "last_spatial", "peaks")
 
     PEAK_BLOCK = 16   # ticks per block of the coarse "highest score lately" record
+    E_STRIDE = 2      # the seasonal error's median is taken over every other tick (half the memory)
 
     def __init__(self, params: AnomalyParams, scored: bool = True, coarse: bool = True) -> None:
         self.p = params
@@ -134,7 +135,7 @@ class MetricStream:
         """The seasonal error's own median over the last season_scale_ticks, floored like the level scale."""
         e = np.frombuffer(self.e_ring, dtype=np.float32)
         e = e[np.isfinite(e)]
-        if e.size < 50:
+        if e.size < 50 // self.E_STRIDE:
             self.e_scale = NAN
             return
         h = self.hist
@@ -169,7 +170,7 @@ class MetricStream:
         if self.period:
             if self.season is None:
                 self.season = self._likelihood()
-                self.e_ring = array("f", [NAN]) * p.season_scale_ticks
+                self.e_ring = array("f", [NAN]) * max(1, p.season_scale_ticks // self.E_STRIDE)
             if t % p.season_scale_refresh == 0:
                 self._refresh_season_scale()
         nik = -1.0 / p.raw_scale
@@ -234,8 +235,8 @@ class MetricStream:
             if leaving == leaving:
                 self.window.remove(leaving)
         h.push(x)
-        if self.e_ring is not None:
-            self.e_ring[t % len(self.e_ring)] = e
+        if self.e_ring is not None and t % self.E_STRIDE == 0:
+            self.e_ring[t // self.E_STRIDE % len(self.e_ring)] = e
         if ok:
             self.window.add(x)
             if x < self.lo:
