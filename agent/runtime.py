@@ -33,7 +33,7 @@ class SessionRuntime:
         return self.session.session_id
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SessionSnapshot:
     """One session as the last tick saw it: for status, the demo's table and tests."""
 

@@ -2,11 +2,16 @@
 
 Every session is a real cgroup (all v1 hierarchies) adopted by the agent; a
 subset holds a real process (sleep), so collection, policy and actuation all
-touch real kernel files. The agent runs as its own process at 1 Hz for
---seconds; its CPU time and peak RSS come from /proc. Tick latency is measured
-in-process over --ticks back-to-back ticks. In the same run, the same figures
-for two reference agents watching the same host: collectd (cgroups, cpu,
-memory plugins, 1 s interval) and prometheus-node-exporter scraped every second.
+touch real kernel files. The agent runs as its own process at 1 Hz; its CPU time
+and peak RSS come from /proc. It is measured in steady state: after --warmup
+seconds, which cover start-up and the sessions' youth (the policy treats a
+session with fewer than young_samples=30 samples as young); the CPU share of
+that warm-up is reported too. The two reference agents watching the same host,
+collectd (cgroups, cpu, memory plugins, 1 s interval) and
+prometheus-node-exporter scraped every second, are measured meanwhile. Tick
+latency is measured in-process over --ticks back-to-back ticks after
+--warm-ticks, with the median of each loop step. --no-anomaly runs the agent
+without the anomaly detector (build_agent(detector=None)), to tell its cost apart.
 
     python benchmarks/agent_overhead.py --sessions 100 --json
 """
@@ -82,7 +87,9 @@ def measure_process(pid: int, seconds: float, poke=None) -> dict:
     return {"cpu_percent_of_core": round(100 * (c1 - c0) / (t1 - t0), 3), "rss_mb": round(proc_peak_rss_mb(pid), 1)}
 
 
-def run_pspe_agent(state_dir: Path, parent: str, seconds: float) -> dict:
+def run_pspe_agent(state_dir: Path, parent: str, seconds: float, warmup: float, anomaly: bool,
+                   meanwhile=None) -> dict:
+    """The agent as its own process; `meanwhile()` runs during the warm-up (the reference agents)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     cfg = state_dir / "agent.toml"
     cfg.write_text(
@@ -90,13 +97,25 @@ def run_pspe_agent(state_dir: Path, parent: str, seconds: float) -> dict:
         f'history_seconds = 300\n[http]\nlisten = ""\n'
     )
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    p = subprocess.Popen([sys.executable, "-m", "agent.cli", "--config", str(cfg), "run", "--log-level", "warning"],
-                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if anomaly:  # the real CLI
+        cmd = [sys.executable, "-m", "agent.cli", "--config", str(cfg), "run", "--log-level", "warning"]
+    else:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--serve-agent", str(cfg)]
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        time.sleep(min(8.0, 2.0 + seconds / 4))  # start-up (imports, adoption) is not steady-state overhead
+        started = time.monotonic()
+        time.sleep(2.0)  # imports and adoption are start-up, not overhead
         if p.poll() is not None:
             raise RuntimeError(f"agent exited: {p.stderr.read().decode()[-2000:]}")
-        return measure_process(p.pid, seconds)
+        c0, t0 = proc_cpu_seconds(p.pid), time.monotonic()
+        extra = meanwhile() if meanwhile else {}
+        time.sleep(max(0.0, warmup - (time.monotonic() - started)))
+        c1, t1 = proc_cpu_seconds(p.pid), time.monotonic()
+        if p.poll() is not None:
+            raise RuntimeError(f"agent exited: {p.stderr.read().decode()[-2000:]}")
+        result = measure_process(p.pid, seconds)
+        result["warmup_cpu_percent_of_core"] = round(100 * (c1 - c0) / (t1 - t0), 3)
+        return {**result, **extra}
     finally:
         p.send_signal(signal.SIGTERM)
         try:
@@ -105,23 +124,39 @@ def run_pspe_agent(state_dir: Path, parent: str, seconds: float) -> dict:
             p.kill()
 
 
-def tick_latency(state_dir: Path, parent: str, ticks: int) -> dict:
+def serve_agent(config: str) -> None:
+    """What `pspe-agent run` does, without the anomaly detector (--no-anomaly)."""
+    import asyncio
+
+    from agent.config import load_config
+    from agent.logs import setup_logging
+    from agent.main import build_agent, run_agent
+
+    setup_logging("warning")
+    asyncio.run(run_agent(build_agent(load_config(config), detector=None)))
+
+
+def tick_latency(state_dir: Path, parent: str, ticks: int, warm_ticks: int, anomaly: bool) -> dict:
     from agent.config import build_config
     from agent.main import build_agent, start_up
 
     cfg = build_config({"agent": {"state_dir": str(state_dir / "inproc"), "adopt": [f"{parent}/*"],
                                   "session_parent": parent, "history_seconds": 300}}, {})
-    agent = build_agent(cfg)
+    agent = build_agent(cfg) if anomaly else build_agent(cfg, detector=None)
     start_up(agent, time.time())
-    times = []
-    for _ in range(ticks + 2):
+    times, steps = [], {}
+    for k in range(warm_ticks + ticks):
         t0 = time.perf_counter()
-        agent.loop.run_once(time.time())
-        times.append((time.perf_counter() - t0) * 1000)
+        report = agent.loop.run_once(time.time())
+        if k >= warm_ticks:  # the first ticks have no rates yet, and young sessions' answers change each tick
+            times.append((time.perf_counter() - t0) * 1000)
+            for name, dt in report.durations.items():
+                steps.setdefault(name, []).append(dt * 1000)
         time.sleep(0.05)
-    times = sorted(times[2:])  # the first two ticks have no rates yet
+    times.sort()
     p99 = times[min(len(times) - 1, int(round(0.99 * (len(times) - 1))))]
     return {"tick_p50_ms": round(statistics.median(times), 3), "tick_p99_ms": round(p99, 3),
+            "tick_steps_p50_ms": {k: round(statistics.median(v), 3) for k, v in steps.items()},
             "sessions_seen": len(agent.loop.runtimes)}
 
 
@@ -175,10 +210,18 @@ def main() -> None:
     ap.add_argument("--sessions", type=int, default=100)
     ap.add_argument("--real", type=int, default=None, help="sessions holding a real process (default min(N, 50))")
     ap.add_argument("--seconds", type=float, default=15.0, help="measurement window per agent")
+    ap.add_argument("--warmup", type=float, default=36.0,
+                    help="seconds from the agent's start to its steady-state window")
     ap.add_argument("--ticks", type=int, default=30)
+    ap.add_argument("--warm-ticks", type=int, default=32, help="in-process ticks before timing them")
+    ap.add_argument("--no-anomaly", action="store_true", help="run the agent without its anomaly detector")
     ap.add_argument("--no-reference", action="store_true", help="skip collectd and node-exporter")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--serve-agent", metavar="CONFIG", help=argparse.SUPPRESS)  # the --no-anomaly agent process
     args = ap.parse_args()
+    if args.serve_agent:
+        serve_agent(args.serve_agent)
+        return
     if os.geteuid() != 0:
         sys.exit("agent_overhead: needs root to create cgroups")
     real = min(args.sessions, 50) if args.real is None else args.real
@@ -186,12 +229,19 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="pspe-bench-"))
     procs = make_cgroups(parent, args.sessions, real)
     try:
-        result = {"sessions": args.sessions, "real_processes": real}
-        result.update(run_pspe_agent(tmp / "agent", parent, args.seconds))
-        result.update(tick_latency(tmp, parent, args.ticks))
-        if not args.no_reference:
-            result["collectd"] = run_collectd(tmp / "collectd", args.seconds)
-            result["node_exporter"] = run_node_exporter(args.seconds)
+        result = {"sessions": args.sessions, "real_processes": real, "anomaly": not args.no_anomaly}
+
+        def references() -> dict:
+            if args.no_reference:
+                return {}
+            return {"collectd": run_collectd(tmp / "collectd", args.seconds),
+                    "node_exporter": run_node_exporter(args.seconds)}
+
+        agent = run_pspe_agent(tmp / "agent", parent, args.seconds, args.warmup, not args.no_anomaly, references)
+        refs = {k: agent.pop(k) for k in ("collectd", "node_exporter") if k in agent}
+        result.update(agent)
+        result.update(tick_latency(tmp, parent, args.ticks, args.warm_ticks, not args.no_anomaly))
+        result.update(refs)
     finally:
         remove_cgroups(parent, procs)
         shutil.rmtree(tmp, ignore_errors=True)
