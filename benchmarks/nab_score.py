@@ -9,6 +9,9 @@ and how often it alerts on replayed real VMs that have nothing wrong with them.
    the best of several repetitions (other processes share the machine).
 3. Alert rate: Bitbrains Rnd VMs (July 2013) replayed one sample per tick
    through the full detector (typed rules, generic alert, limiter).
+4. Footprint: tracemalloc over 100 sessions fed replayed Bitbrains samples for
+   600 ticks, every metric of agent.state.SAMPLE_METRICS present (the ones the
+   trace lacks synthesised), and the CPU time per session per tick of that run.
 
     .venv/bin/python benchmarks/nab_score.py [NAB_DIR] [--replay-vms 20] [--json]
 
@@ -76,6 +79,65 @@ def session_cost(periodic: bool, ticks: int = 2000, warmup: int = 2500, reps: in
             "us_per_metric_tick": round(best / metrics, 2)}
 
 
+def fleet_samples(directory: Path, sessions: int, ticks: int) -> list[list[dict[str, float]]]:
+    """Per session, `ticks` rows of every SAMPLE_METRICS metric: Bitbrains where it has them, else synthetic."""
+    from agent.state import SAMPLE_METRICS
+    from training.traces.bitbrains import list_traces, read_trace
+
+    rng = np.random.default_rng(0)
+    paths = sorted(list_traces(directory), key=lambda p: (len(p.name), p.name))[:sessions]
+    out = []
+    for path in paths:
+        tr = read_trace(path)
+        n = min(ticks, len(tr))
+        cols = {"cpu_cores": tr.cpu_cores_used[:n], "mem_bytes": tr.mem_used_bytes[:n],
+                "disk_read_bps": tr.disk_read_bps[:n], "disk_write_bps": tr.disk_write_bps[:n],
+                "net_rx_bps": tr.net_rx_bps[:n], "net_tx_bps": tr.net_tx_bps[:n]}
+        cols["cpu_throttled"] = np.clip(0.02 * rng.standard_normal(n), 0.0, 1.0)
+        cols["mem_peak_bytes"] = np.fmax.accumulate(np.nan_to_num(cols["mem_bytes"]))
+        cols["disk_read_iops"] = cols["disk_read_bps"] / 4096.0
+        cols["disk_write_iops"] = cols["disk_write_bps"] / 4096.0
+        for m in ("psi_cpu", "psi_mem", "psi_io"):
+            cols[m] = np.abs(0.01 * rng.standard_normal(n))
+        assert set(cols) == set(SAMPLE_METRICS)
+        out.append([{m: float(c[i]) for m, c in cols.items()} for i in range(n)])
+    return out
+
+
+def fleet_footprint(directory: Path, sessions: int = 100, ticks: int = 600) -> dict:
+    """Memory per session (tracemalloc, after `ticks` ticks) and CPU us per session per tick."""
+    import tracemalloc
+
+    data = fleet_samples(directory, sessions, ticks)
+
+    def run(d: AnomalyDetector) -> float:
+        cpu = 0.0
+        for t in range(ticks):
+            t0 = time.process_time()
+            for k, rows in enumerate(data):
+                if t < len(rows):
+                    d.observe(float(t), f"s{k}", Sample(t=float(t), values=rows[t]))
+            cpu += time.process_time() - t0
+        return cpu
+
+    AnomalyDetector().observe(0.0, "warm", Sample(t=0.0, values=data[0][0]))   # imports outside the count
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    d = AnomalyDetector()
+    run(d)
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    stats = after.compare_to(before, "filename")
+    total = sum(s.size_diff for s in stats)
+    by_file = {s.traceback[0].filename.rsplit("/", 1)[-1]: round(s.size_diff / 1e6, 2) for s in stats[:5]}
+    cpu = run(AnomalyDetector())                  # timed again without tracemalloc's overhead
+    rows = sum(len(r) for r in data)
+    seasonal = sum(1 for sess in d._sessions.values() for s in sess.scorer.streams.values() if s.period)
+    return {"sessions": len(data), "ticks": ticks, "kb_per_session": round(total / len(data) / 1e3, 1),
+            "mb_total": round(total / 1e6, 2), "top_files_mb": by_file, "seasonal_metrics": seasonal,
+            "us_per_session_tick": round(cpu / rows * 1e6, 1)}
+
+
 def replay_alert_rate(directory: Path, vms: int) -> dict:
     """Alerts per 1,000 ticks on real VMs replayed one 5-minute sample per tick."""
     from training.traces.bitbrains import list_traces, read_trace
@@ -102,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("nab_dir", nargs="?", default=str(DEFAULT_NAB))
     ap.add_argument("--replay-vms", type=int, default=20, help="Bitbrains VMs to replay for the alert rate (0: skip)")
     ap.add_argument("--vm-dir", default=str(DEFAULT_VMS))
+    ap.add_argument("--footprint-sessions", type=int, default=100, help="sessions for the memory figure (0: skip)")
     ap.add_argument("--json", action="store_true", help="(the JSON summary is always the last line)")
     args = ap.parse_args(argv)
 
@@ -130,6 +193,13 @@ def main(argv: list[str] | None = None) -> int:
         result[key] = cost
         print(f"cost, {key[5:]}: {cost['us_per_session_tick']} us per session per tick ({cost['metrics']} metrics, "
               f"{cost['seasonal_metrics']} seasonal, {cost['us_per_metric_tick']} us per metric)")
+
+    if args.footprint_sessions > 0:
+        fp = fleet_footprint(Path(args.vm_dir), args.footprint_sessions)
+        result["footprint"] = fp
+        print(f"footprint: {fp['sessions']} sessions x {fp['ticks']} ticks, all sample metrics: "
+              f"{fp['kb_per_session']} KB per session ({fp['mb_total']} MB; {fp['top_files_mb']}), "
+              f"{fp['us_per_session_tick']} us per session per tick, {fp['seasonal_metrics']} seasonal metrics")
 
     if args.replay_vms > 0:
         rate = replay_alert_rate(Path(args.vm_dir), args.replay_vms)
