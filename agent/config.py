@@ -76,6 +76,13 @@ class ForecastSection:
 
 
 @dataclass
+class AnomalySection:
+    # Sessions scored per tick at most: with more sessions each is scored every few ticks on the
+    # fold (mean, memory max) of its samples since, so the detector's cost per tick stays bounded.
+    sessions_per_tick: int = 200
+
+
+@dataclass
 class HttpSection:
     listen: str = "127.0.0.1:9477"        # "" disables /metrics and /healthz
     stall_seconds: float = 10.0           # /healthz fails when no tick finished for this long
@@ -96,6 +103,7 @@ class Config:
     agent: AgentSection = field(default_factory=AgentSection)
     policy: PolicySection = field(default_factory=PolicySection)
     forecast: ForecastSection = field(default_factory=ForecastSection)
+    anomaly: AnomalySection = field(default_factory=AnomalySection)
     http: HttpSection = field(default_factory=HttpSection)
     bus: BusSection = field(default_factory=BusSection)
 
@@ -166,6 +174,7 @@ def _validate(cfg: Config) -> None:
         (0 <= cfg.policy.burst_fraction <= 1, "[policy] burst_fraction must be in [0, 1]"),
         (cfg.policy.hysteresis >= 0, "[policy] hysteresis must be >= 0"),
         (cfg.forecast.threads >= 1, "[forecast] threads must be >= 1"),
+        (cfg.anomaly.sessions_per_tick >= 1, "[anomaly] sessions_per_tick must be >= 1"),
         (cfg.http.stall_seconds > 0, "[http] stall_seconds must be > 0"),
     ]
     for ok, msg in checks:

@@ -90,6 +90,7 @@ class AgentLoop:
         self.overrides: dict[str, tuple[Limits, float]] = {}  # session -> (limits, until)
         self.last_report: TickReport | None = None
         self._reap_wanted = True  # reap once at start-up
+        self._detect_ticks = 0
         self._fallbacks_seen = forecaster.fallbacks_total
         self._capacity = max(2, int(math.ceil(cfg.agent.history_seconds / cfg.agent.tick_seconds)))
         self._arbitration: dict[str, tuple] = {}   # arbitrate()'s memo between ticks
@@ -99,6 +100,10 @@ class AgentLoop:
     def run_once(self, now: float) -> TickReport:
         report = TickReport(t=now)
         started = time.perf_counter()
+        # a failed step leaves its output empty, so the steps after it still run on what there is
+        results: dict = {}
+        predictions: dict[str, Prediction] = {}
+        proposals: dict[str, Proposal] = {}
         with self._step(report, "sync"):
             self._sync_sessions(now, report)
             self._apply_pending(now)
@@ -337,10 +342,23 @@ class AgentLoop:
                 self.metrics.decisions.labels(resource, "down").inc()
 
     def _detect(self, now: float, report: TickReport) -> None:
+        """Score each session every `stride` ticks on the fold of its samples since the last time.
+
+        The stride grows with the session count so the detector's cost per tick stays bounded;
+        sessions are spread over the stride by a stable phase.
+        """
         if self.detector is None:
             return
+        self._detect_ticks += 1
+        stride = max(1, math.ceil(len(self.runtimes) / self.cfg.anomaly.sessions_per_tick))
         for sid, sample in report.samples.items():
-            alerts = self.detector.observe(now, sid, sample)
+            rt = self.runtimes[sid]
+            rt.anomaly_fold.add(sample)
+            if (self._detect_ticks + rt.anomaly_phase) % stride:
+                continue
+            folded = rt.anomaly_fold.flush(now)
+            cap = rt.limits.cpu_limit if rt.limits else None
+            alerts = self.detector.observe(now, sid, folded, cpu_limit=cap)
             for alert in alerts:
                 self.metrics.alerts.labels(alert.kind).inc()
             if alerts:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 
 from agent.downsample import StepAggregator
 from agent.limits import Limits
 from agent.policy import PolicyMemo
+from agent.sample_mean import SampleMean
 from agent.session import Session
 from agent.state import SessionState
 
@@ -27,6 +29,11 @@ class SessionRuntime:
     changes: int = 0
     throttled_ns_total: int = 0
     alerts: list = field(default_factory=list)
+    anomaly_fold: SampleMean = field(default_factory=SampleMean)
+    anomaly_phase: int = 0      # spreads sessions over the detector's stride
+
+    def __post_init__(self) -> None:
+        self.anomaly_phase = zlib.crc32(self.session.session_id.encode()) % 997
 
     @property
     def session_id(self) -> str:

@@ -1,0 +1,115 @@
+"""run_once with fakes beside the real policy: timed steps, decisions with reasons, failures contained."""
+
+import time
+
+import pytest
+
+from agent.actuate.dryrun import DryRunActuator
+from agent.collect.reading import CollectResult, Reading
+from agent.config import build_config
+from agent.forecast import ModelHolder
+from agent.forecast_heuristic import WindowQuantileForecaster
+from agent.lifecycle import SessionManager
+from agent.loop import AgentLoop
+from agent.limits import MIB
+from agent.session import Session, SessionStore
+
+
+class FakeCollector:
+    """Each session burns `cpu[sid]` cores and holds `mem[sid]` bytes."""
+
+    def __init__(self):
+        self.cpu, self.mem, self.ns = {}, {}, {}
+        self.t = 0.0
+
+    def collect(self, cgroups):
+        out = {}
+        for sid in cgroups:
+            self.ns[sid] = self.ns.get(sid, 0) + int(self.cpu.get(sid, 0.1) * 1e9)
+            out[sid] = CollectResult(Reading(cpu_usage_ns=self.ns[sid], cpu_nr_periods=10, cpu_nr_throttled=0,
+                                             mem_usage_bytes=self.mem.get(sid, 50 * MIB), mem_oom_kills=0,
+                                             nr_procs=1))
+        return out
+
+
+class RecordingDetector:
+    def __init__(self):
+        self.calls = []
+
+    def observe(self, now, sid, sample, cpu_limit=None):
+        self.calls.append((now, sid, sample))
+        return []
+
+    def forget(self, sid):
+        pass
+
+
+def _loop(tmp_path, **anomaly):
+    cfg = build_config({"agent": {"state_dir": str(tmp_path), "history_seconds": 60},
+                        "policy": {"cooldown_down_seconds": 5, "young_samples": 2},
+                        "anomaly": anomaly or {}, "http": {"listen": ""}}, {})
+    actuator = DryRunActuator(check_alive=False)
+    store = SessionStore(tmp_path)
+    manager = SessionManager(actuator, store, cfg)
+    holder = ModelHolder(WindowQuantileForecaster(10, 0.5, 0.99))
+    loop = AgentLoop(cfg, FakeCollector(), holder, manager, (4.0, 8 * 1024 * MIB), detector=RecordingDetector())
+    return loop, actuator, store
+
+
+def _add(store, actuator, sid, t0):
+    actuator.create(f"pspe/{sid}")
+    store.save(Session(sid, f"pspe/{sid}", owned=False, started_at=t0))
+
+
+def test_tick_times_every_step_and_raises_a_busy_session(tmp_path):
+    loop, actuator, store = _loop(tmp_path)
+    _add(store, actuator, "busy", 0.0)
+    loop.collector.cpu["busy"] = 1.5
+    reports = [loop.run_once(float(t)) for t in range(1, 6)]
+    assert set(reports[-1].durations) == {"sync", "collect", "update", "forecast", "decide", "actuate",
+                                          "anomaly", "record"}
+    decisions = [d for r in reports for d in r.decisions]
+    assert decisions and decisions[-1].new.cpu_limit >= 1.5
+    assert all(d.reasons for d in decisions)
+    assert actuator.read_limits("pspe/busy") == loop.runtimes["busy"].limits
+    assert reports[0].started == ["busy"]
+
+
+def test_a_failing_step_is_counted_and_the_tick_goes_on(tmp_path):
+    loop, actuator, store = _loop(tmp_path)
+    _add(store, actuator, "s", 0.0)
+
+    def boom(now, batch):
+        raise RuntimeError("model exploded")
+
+    loop.forecaster.predict = boom
+    report = loop.run_once(1.0)
+    report = loop.run_once(2.0)
+    assert "record" in report.durations and "s" in report.sessions
+    assert loop.metrics.tick_errors._value.get() >= 2
+
+
+def test_a_session_removed_from_the_store_is_forgotten_with_its_profile(tmp_path):
+    loop, actuator, store = _loop(tmp_path)
+    _add(store, actuator, "gone", 0.0)
+    for t in range(1, 4):
+        loop.run_once(float(t))
+    store.remove("gone", {"stopped_by": "cli"})
+    report = loop.run_once(4.0)
+    assert report.ended == ["gone"] and "gone" not in loop.runtimes
+    ended = store.ended("gone")
+    assert ended["stopped_by"] == "cli" and ended["samples"] == 2
+
+
+def test_anomaly_detector_scores_every_session_every_stride_on_folded_samples(tmp_path):
+    loop, actuator, store = _loop(tmp_path, sessions_per_tick=1)
+    for sid in ("a", "b", "c"):
+        _add(store, actuator, sid, 0.0)
+    for t in range(1, 14):
+        loop.run_once(float(t))
+    calls = loop.detector.calls
+    per_session = {sid: [c for c in calls if c[1] == sid] for sid in ("a", "b", "c")}
+    for sid, cs in per_session.items():
+        times = [c[0] for c in cs]
+        assert len(times) >= 3 and all(b - a == 3 for a, b in zip(times, times[1:])), (sid, times)
+    assert max(len(cs) for cs in per_session.values()) <= 5  # 12 samples each, scored every 3rd tick
