@@ -73,6 +73,10 @@ def _lowered(before: list[float], after: list[float], floors: list[float],
 
 
 def _used(usage: tuple[float, float] | None) -> tuple[float, float]:
+    if type(usage) is tuple and len(usage) == 2:  # the usual (float, int) pair: no exception machinery
+        cpu, mem = usage
+        if type(cpu) is float and type(mem) in (int, float):
+            return (cpu if cpu > 0 and cpu != math.inf else 0.0), (mem if mem > 0 and mem != math.inf else 0.0)
     try:
         cpu, mem = usage              # type: ignore[misc]
     except (TypeError, ValueError):   # None or not a pair: unknown usage, no floor from it

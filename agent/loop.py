@@ -207,11 +207,16 @@ class AgentLoop:
                 continue
             if self.app_metrics is not None:
                 sample.app.update(self.app_metrics(sid))
-            rt.cpu_used = 0.0 if math.isnan(sample.get("cpu_cores")) else sample.get("cpu_cores")
-            rt.mem_used = int(0 if math.isnan(sample.get("mem_bytes")) else sample.get("mem_bytes"))
+            values = sample.values
+            cpu, mem = values.get("cpu_cores", math.nan), values.get("mem_bytes", math.nan)
+            rt.cpu_used = 0.0 if math.isnan(cpu) else cpu
+            rt.mem_used = int(0 if math.isnan(mem) else mem)
             report.samples[sid] = sample
             bumped = bump_sample(sample, rt.limits, self.cfg.policy)
-            cpu_d, mem_d = bumped.get("cpu_cores"), bumped.get("mem_bytes")
+            if bumped is sample:  # nothing bumped (the usual case)
+                cpu_d, mem_d = cpu, mem
+            else:
+                cpu_d, mem_d = bumped.get("cpu_cores"), bumped.get("mem_bytes")
             rt.cpu_demand = rt.cpu_used if math.isnan(cpu_d) else max(rt.cpu_used, cpu_d)
             rt.mem_demand = rt.mem_used if math.isnan(mem_d) else max(rt.mem_used, int(mem_d))
             rt.state.push(bumped)

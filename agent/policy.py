@@ -162,6 +162,7 @@ class _Answer:
     refused_at: dict
     reasons: tuple           # str or _Hold
     proposal: Proposal
+    holds: bool = False      # some reason counts down
 
 
 class _Resource:
@@ -280,7 +281,7 @@ def decide(now: float, prediction: Prediction | None, current: Limits | None,
     a, cfg_state = memo.answer, getattr(cfg, "__dict__", None)
     if (a is not None and a.lo <= now < a.hi and a.key == key and a.cfg is cfg and a.cfg_state == cfg_state
             and a.last_up == memo.last_up and a.last_down == memo.last_down and a.refused_at == memo.refused_at):
-        if not any(isinstance(why, _Hold) for why in a.reasons):
+        if not a.holds:
             return a.proposal
         p = a.proposal
         return Proposal(limits=p.limits, reasons=_texts(a.reasons, now), changed=p.changed, previous=p.previous,
@@ -290,7 +291,8 @@ def decide(now: float, prediction: Prediction | None, current: Limits | None,
                                 clock)
     if cfg_state is not None:  # a config we can snapshot (a changed one must not get an old answer)
         memo.answer = _Answer(key, cfg, dict(cfg_state), clock.lo, clock.hi, dict(memo.last_up),
-                              dict(memo.last_down), dict(memo.refused_at), reasons, proposal)
+                              dict(memo.last_down), dict(memo.refused_at), reasons, proposal,
+                              any(isinstance(why, _Hold) for why in reasons))
     return proposal
 
 
