@@ -189,7 +189,6 @@ def _step_override(cfg: Config) -> float | None:
 def load_forecaster(path_or_empty: str, cfg: Config, log: logging.Logger) -> Forecaster:
     """The configured model, the bundled one when none is configured, else the heuristic; never raises."""
     from agent.forecast_heuristic import WindowQuantileForecaster
-    from agent.forecast_onnx import ModelRejected, OnnxForecaster
     heuristic = WindowQuantileForecaster(cfg.forecast.window_seconds, cfg.policy.central_quantile,
                                          cfg.policy.upper_quantile, tick_seconds=cfg.agent.tick_seconds)
     path = (path_or_empty or "").strip()
@@ -201,6 +200,13 @@ def load_forecaster(path_or_empty: str, cfg: Config, log: logging.Logger) -> For
             log.info("forecaster: heuristic (no model configured, none bundled)")
             return heuristic
         path = str(BUNDLED_MODEL)
+    # onnxruntime only when there is a model to run: importing it costs ~20 MB of RSS
+    # (its shared library alone), a third of a heuristic-only agent's footprint
+    try:
+        from agent.forecast_onnx import ModelRejected, OnnxForecaster
+    except ImportError as e:
+        log.error("cannot run forecast models (%s), using the heuristic", e)
+        return heuristic
     try:
         model = OnnxForecaster(path, cfg.policy.central_quantile, cfg.policy.upper_quantile, fallback=heuristic,
                                expected_sha256=getattr(cfg.forecast, "model_sha256", "") or None,
