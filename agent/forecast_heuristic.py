@@ -63,6 +63,7 @@ class WindowQuantileForecaster:
         self.upper_q = float(upper_q)
         # Samples come one per tick, a little jitter allowed; the time check below is exact.
         self.max_samples = int(math.ceil(window_seconds / tick_seconds * 1.1)) + 2
+        self._last: dict[str, Prediction] = {}   # session -> its previous answer
 
     def describe(self) -> str:
         return f"heuristic (q{self.central_q:g}/q{self.upper_q:g} of the last {self.window_seconds:g} s)"
@@ -93,9 +94,23 @@ class WindowQuantileForecaster:
         mem_upper = np.fmax(mem_q[1], latest_mem)
         samples = np.minimum(cpu_n, mem_n)
         result = np.nan_to_num(np.stack([cpu_q[0], cpu_q[1], mem_q[0], mem_upper]), nan=0.0).tolist()
-        return [
-            Prediction(cpu=ResourcePrediction(result[0][i], result[1][i]),
-                       mem=ResourcePrediction(result[2][i], result[3][i]),
-                       source=self.source, samples=int(samples[i]))
-            for i in range(B)
-        ]
+        counts = samples.tolist()
+        # A steady session's answer repeats tick after tick: hand back the same (frozen) object,
+        # which is cheaper than building three and lets the policy's memo match it by identity.
+        last, kept, out = self._last, {}, []
+        for i, (c, cu, m, mu, k) in enumerate(zip(*result, counts)):
+            sid = batch[i].state.session_id
+            p = last.get(sid)
+            if p is None or not (p.samples == k and _same(p.cpu.central, c) and _same(p.cpu.upper, cu)
+                                 and _same(p.mem.central, m) and _same(p.mem.upper, mu)):
+                p = Prediction(cpu=ResourcePrediction(c, cu), mem=ResourcePrediction(m, mu), source=self.source,
+                               samples=int(k))
+            kept[sid] = p
+            out.append(p)
+        self._last = kept   # sessions no longer asked about drop out
+        return out
+
+
+def _same(a: float, b: float) -> bool:
+    """The same float, zero's sign included (it shows in formatted reasons)."""
+    return a == b and (a != 0.0 or math.copysign(1.0, a) == math.copysign(1.0, b))
