@@ -16,7 +16,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from agent.features import FeatureSpec
 from training.baselines import default_rules
 from training.data import Series, series_from_bitbrains
 from training.evaluate import AccuracySums, ets_forecasts, model_forecasts, origins, rule_forecasts, truth

@@ -135,7 +135,7 @@ def train_net(cfg: FitConfig, spec: FeatureSpec, train: WindowSet, val: WindowSe
     if keep.state is not None:
         net.load_state_dict(keep.state)
     return net.eval(), {"best_val_loss": keep.best, "best_epoch": keep.epoch,
-                        "epochs_run": trainer.current_epoch + (0 if cfg.fast_dev_run else 0),
+                        "epochs_run": trainer.current_epoch,
                         "train_seconds": round(time.monotonic() - t0, 1)}
 
 
