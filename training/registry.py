@@ -35,8 +35,13 @@ def log_forecaster(uri: str, params: Mapping, metrics: Mapping[str, float], file
         for f in files:
             mlflow.log_artifact(str(f), artifact_path="model")
         onnx_name = next(Path(f).name for f in files if str(f).endswith(".onnx"))
-        version = mlflow.register_model(f"runs:/{run.info.run_id}/model/{onnx_name}", model_name)
-    MlflowClient().set_registered_model_alias(model_name, CHALLENGER, version.version)
+        source = f"{run.info.artifact_uri}/model/{onnx_name}"
+    client = MlflowClient()
+    if client.search_registered_models(filter_string=f"name = '{model_name}'") == []:
+        client.create_registered_model(model_name)
+    # a plain ONNX artifact, not an MLflow "logged model": register its artifact URI directly
+    version = client.create_model_version(model_name, source, run_id=run.info.run_id)
+    client.set_registered_model_alias(model_name, CHALLENGER, version.version)
     return str(version.version)
 
 
