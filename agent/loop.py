@@ -118,7 +118,7 @@ class AgentLoop:
         with self._step(report, "actuate"):
             self._actuate(now, proposals, report)
         with self._step(report, "anomaly"):
-            self._detect(now, report)
+            self._detect(now, report, predictions)
         with self._step(report, "record"):
             report.sessions = {sid: self._snapshot(rt, predictions.get(sid)) for sid, rt in self.runtimes.items()}
             self._record(report)
@@ -346,7 +346,7 @@ class AgentLoop:
             elif b < a:
                 self.metrics.decisions.labels(resource, "down").inc()
 
-    def _detect(self, now: float, report: TickReport) -> None:
+    def _detect(self, now: float, report: TickReport, predictions: dict[str, Prediction]) -> None:
         """Score each session every `stride` ticks on the fold of its samples since the last time.
 
         The stride grows with the session count so the detector's cost per tick stays bounded;
@@ -364,6 +364,9 @@ class AgentLoop:
             folded = rt.anomaly_fold.flush(now)
             cap = rt.limits.cpu_limit if rt.limits else None
             alerts = self.detector.observe(now, sid, folded, cpu_limit=cap)
+            learned, pred = getattr(self.detector, "learned", None), predictions.get(sid)
+            if learned is not None and pred is not None and pred.source.startswith("onnx"):
+                learned.expect_prediction(sid, pred)  # the model's range for the next scored sample
             for alert in alerts:
                 self.metrics.alerts.labels(alert.kind).inc()
             if alerts:

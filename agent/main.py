@@ -16,6 +16,7 @@ from agent.actuate.cgroup_v1 import CgroupV1Actuator
 from agent.actuate.cgroup_v2 import CgroupV2Actuator
 from agent.actuate.dryrun import DryRunActuator
 from agent.anomaly import AnomalyDetector
+from agent.anomaly_learned import ForecastResiduals
 from agent.collect.collector import Collector
 from agent.collect.detect import detect_cgroup_version
 from agent.collect.procfs import read_host_capacity
@@ -99,7 +100,8 @@ def build_agent(cfg: Config, *, actuator: Actuator | None = None, dry_run: bool 
     store = SessionStore(cfg.state_dir)
     manager = SessionManager(actuator, store, cfg)
     if detector is _DEFAULT_DETECTOR:
-        detector = AnomalyDetector()
+        # the learned part: the forecaster's residuals scaled by its predicted spread
+        detector = AnomalyDetector.from_config(cfg, learned=ForecastResiduals(cfg.policy.upper_quantile))
     loop = AgentLoop(cfg, collector, holder, manager, host, metrics=metrics, detector=detector,
                      sinks=sinks, app_metrics=app_metrics)
     return Agent(cfg, loop, manager, metrics, holder, clock(), backend, notes)

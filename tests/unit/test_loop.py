@@ -113,3 +113,39 @@ def test_anomaly_detector_scores_every_session_every_stride_on_folded_samples(tm
         times = [c[0] for c in cs]
         assert len(times) >= 3 and all(b - a == 3 for a, b in zip(times, times[1:])), (sid, times)
     assert max(len(cs) for cs in per_session.values()) <= 5  # 12 samples each, scored every 3rd tick
+
+
+def test_model_predictions_feed_the_detectors_learned_residuals(tmp_path):
+    from agent.prediction import Prediction, ResourcePrediction
+
+    class Learned:
+        def __init__(self):
+            self.expected = []
+
+        def expect_prediction(self, sid, pred):
+            self.expected.append((sid, pred.source))
+
+    class Model:
+        fallbacks_total = 0
+
+        def __init__(self, source):
+            self.source = source
+
+        def predict(self, now, batch):
+            return [Prediction(ResourcePrediction(0.1, 0.2), ResourcePrediction(1e8, 2e8), self.source, 10)
+                    for _ in batch]
+
+        def spec_for_steps(self):
+            return holder.spec_for_steps()
+
+    loop, actuator, store = _loop(tmp_path)
+    holder = loop.forecaster
+    loop.detector.learned = Learned()
+    _add(store, actuator, "s", 0.0)
+    loop.forecaster = Model("heuristic")
+    for t in range(1, 4):
+        loop.run_once(float(t))
+    assert loop.detector.learned.expected == []  # only a model's range is a learned expectation
+    loop.forecaster = Model("onnx:abc")
+    loop.run_once(4.0)
+    assert loop.detector.learned.expected == [("s", "onnx:abc")]
