@@ -20,6 +20,7 @@ from agent.forecast import ForecastInput
 from agent.prediction import Prediction, ResourcePrediction
 from agent.state import history_row
 
+CHUNK_SESSIONS = 256
 _CPU, _MEM = history_row("cpu_cores"), history_row("mem_bytes")
 _ROWS = max(_CPU, _MEM) + 1
 
@@ -71,6 +72,16 @@ class WindowQuantileForecaster:
     def predict(self, now: float, batch: Sequence[ForecastInput]) -> list[Prediction]:
         if not batch:
             return []
+        # In chunks: the same arithmetic per row, and a few MB less of temporaries per tick at
+        # 1,000 sessions (freed big blocks raise glibc's mmap threshold and stay in the heap).
+        if len(batch) > CHUNK_SESSIONS:
+            last, kept, out = self._last, {}, []
+            for lo in range(0, len(batch), CHUNK_SESSIONS):
+                self._last = last
+                out.extend(self.predict(now, batch[lo:lo + CHUNK_SESSIONS]))
+                kept.update(self._last)
+            self._last = kept
+            return out
         B, n = len(batch), self.max_samples
         # one copy per session of its history rows up to memory (times, cpu_cores, ..., mem_bytes)
         block = np.full((B, _ROWS, n), np.nan)

@@ -290,10 +290,22 @@ def decide(now: float, prediction: Prediction | None, current: Limits | None,
     proposal, reasons = _decide(now, prediction, current, bounds, cfg, memo, cpu_used, mem_used, young, extra,
                                 clock)
     if cfg_state is not None:  # a config we can snapshot (a changed one must not get an old answer)
-        memo.answer = _Answer(key, cfg, dict(cfg_state), clock.lo, clock.hi, dict(memo.last_up),
+        memo.answer = _Answer(key, cfg, _snapshot(cfg_state), clock.lo, clock.hi, dict(memo.last_up),
                               dict(memo.last_down), dict(memo.refused_at), reasons, proposal,
                               any(isinstance(why, _Hold) for why in reasons))
     return proposal
+
+
+_snapshots: list[dict] = [{}]   # the last config snapshot, shared by every session's answer
+
+
+def _snapshot(cfg_state: dict) -> dict:
+    """A copy of the config's fields; the same copy as last time while the config is unchanged
+    (one per agent instead of one per session)."""
+    last = _snapshots[0]
+    if last != cfg_state:
+        last = _snapshots[0] = dict(cfg_state)
+    return last
 
 
 def _texts(reasons: tuple, now: float) -> tuple[str, ...]:
