@@ -203,6 +203,12 @@ class _Column:
 
 _NANS = tuple(repeat(math.nan, len(SAMPLE_METRICS)))
 _ROW = {m: k + 1 for k, m in enumerate(SAMPLE_METRICS)}
+# Metrics many sessions never have (no network namespace of their own, no PSI on a v1 host):
+# their rows are allocated with the first value that arrives and read as all-missing until
+# then, a third less memory per session where they stay absent (403 KB -> 259 KB at an hour).
+OPTIONAL_METRICS: tuple[str, ...] = ("net_rx_bps", "net_tx_bps", "psi_cpu", "psi_mem", "psi_io")
+_CORE_ROWS = 1 + len(SAMPLE_METRICS) - len(OPTIONAL_METRICS)
+assert SAMPLE_METRICS[_CORE_ROWS - 1:] == OPTIONAL_METRICS, "optional metrics must close SAMPLE_METRICS"
 
 
 class _Buffers(Mapping):
@@ -216,7 +222,10 @@ class _Buffers(Mapping):
         self._cursor = cursor
 
     def __getitem__(self, metric: str) -> _Column:
-        return _Column(self._data[_ROW[metric]], self._cursor)
+        row = _ROW[metric]
+        if row < self._data.shape[0]:
+            return _Column(self._data[row], self._cursor)
+        return _Column(np.full(self._data.shape[1], np.nan), self._cursor)   # never had a value
 
     def __contains__(self, metric: object) -> bool:
         return metric in _ROW
@@ -240,8 +249,9 @@ class SessionState:
         self.session_id = session_id
         self.started_at = started_at
         self.capacity = capacity
-        # row 0 the sample times, then one row per SAMPLE_METRICS entry; one cursor for all
-        self._data = np.full((1 + len(SAMPLE_METRICS), capacity), np.nan, dtype=np.float64)
+        # row 0 the sample times, then one row per SAMPLE_METRICS entry (the optional ones once
+        # one has a value); one cursor for all
+        self._data = np.full((_CORE_ROWS, capacity), np.nan, dtype=np.float64)
         self._cursor = _Cursor()
         self.times = _Column(self._data[0], self._cursor)
         self.buffers: Mapping[str, _Column] = _Buffers(self._data, self._cursor)
@@ -268,7 +278,15 @@ class SessionState:
         cur = self._cursor
         column = [sample.t]
         column.extend(map(sample.values.get, SAMPLE_METRICS, _NANS))
-        self._data[:, cur.next] = column
+        if self._data.shape[0] == _CORE_ROWS:
+            a, b, c, d, e = column[_CORE_ROWS:]
+            if a != a and b != b and c != c and d != d and e != e:  # all missing (NaN), as so far
+                self._data[:, cur.next] = column[:_CORE_ROWS]
+            else:
+                self._add_optional_rows()
+                self._data[:, cur.next] = column
+        else:
+            self._data[:, cur.next] = column
         cur.next = (cur.next + 1) % self.capacity
         if cur.count < self.capacity:
             cur.count += 1
@@ -280,6 +298,12 @@ class SessionState:
         self.samples_seen += 1
         self.oom_kills_total += sample.oom_kills
         self.last_sample = sample
+
+    def _add_optional_rows(self) -> None:
+        missing = np.full((1 + len(SAMPLE_METRICS) - _CORE_ROWS, self.capacity), np.nan)
+        self._data = np.concatenate((self._data, missing))
+        self.times = _Column(self._data[0], self._cursor)
+        self.buffers = _Buffers(self._data, self._cursor)
 
     def copy_last_block_into(self, out: np.ndarray, rows: int) -> int:
         """The first `rows` history rows (the times, then SAMPLE_METRICS in order; see `history_row`)
@@ -293,6 +317,8 @@ class SessionState:
         end = cur.next
         start = end - n
         data = self._data
+        if rows > data.shape[0]:  # optional rows that never had a value: left as the caller filled them
+            rows, out = data.shape[0], out[:data.shape[0]]
         if start >= 0:
             out[:, size - n:] = data[:rows, start:end]
         else:  # wrapped: the end of the array, then its beginning
