@@ -42,10 +42,11 @@ from typing import NamedTuple
 from agent.config import PolicySection
 from agent.limits import Bounds, Limits
 from agent.policy_steps import (
-    LEVEL_FIELDS, base_estimate, bump_sample, bump_sample_explained, clamp, cooldown_remaining,
+    LEVEL_FIELDS, base_estimate, bump_sample, bump_sample_explained, clamp,
     cpu_burst_for, effective_bounds, finite, is_young, mem_cap_floor, round_cpu_up, round_mem_up,
     limits_differ, same_value, usage_floor, with_confidence, with_margin, within_hysteresis, young_extra,
 )
+from agent.policy_recall import Answer, Hold, WaitClock, config_snapshot, texts
 from agent.prediction import Prediction, ResourcePrediction
 from agent.units import format_size
 
@@ -78,7 +79,7 @@ class PolicyMemo:
     seen: Limits | None = None         # `current` at the previous decision
     decided_at: float | None = None
     changes: int = 0                   # field changes seen taking effect
-    answer: "_Answer | None" = field(default=None, compare=False, repr=False)  # decide's last answer
+    answer: "Answer | None" = field(default=None, compare=False, repr=False)  # decide's last answer
 
     def last_change(self, name: str) -> float | None:
         times = [t for t in (self.last_up.get(name), self.last_down.get(name)) if t is not None]
@@ -116,53 +117,6 @@ class PolicyMemo:
                    refused_at=dict(d.get("refused_at") or {}),
                    seen=Limits.from_dict(d["seen"]) if d.get("seen") else None,
                    decided_at=d.get("decided_at"), changes=int(d.get("changes") or 0))
-
-
-class _Hold:
-    """A reason whose seconds count down: recounted when a remembered answer is given again."""
-    __slots__ = ("prefix", "expiry", "suffix")
-
-    def __init__(self, prefix: str, expiry: float, suffix: str) -> None:
-        self.prefix, self.expiry, self.suffix = prefix, expiry, suffix
-
-    def text(self, now: float) -> str:
-        left = max(0.0, self.expiry - now)    # cooldown_remaining(), with expiry = last + cooldown
-        return f"{self.prefix}{left:.0f}{self.suffix}"
-
-
-class _Clock:
-    """The interval of `now` over which every cooldown check of one call answers the same."""
-    __slots__ = ("lo", "hi")
-
-    def __init__(self) -> None:
-        self.lo, self.hi = -math.inf, math.inf
-
-    def waited(self, now: float, last: float | None, cooldown: float) -> tuple[float, float]:
-        """cooldown_remaining(now, last, cooldown), and when that wait ends (NaN: no wait at all)."""
-        left = cooldown_remaining(now, last, cooldown)
-        if last is None or cooldown <= 0:
-            return left, math.nan
-        expiry = last + cooldown
-        if left > 0:
-            self.hi = min(self.hi, expiry)    # holds until expiry
-        else:
-            self.lo = max(self.lo, expiry)    # over, and stays over for any later now
-        return left, expiry
-
-
-@dataclass(slots=True)
-class _Answer:
-    key: tuple
-    cfg: PolicySection
-    cfg_state: dict
-    lo: float
-    hi: float
-    last_up: dict
-    last_down: dict
-    refused_at: dict
-    reasons: tuple           # str or _Hold
-    proposal: Proposal
-    holds: bool = False      # some reason counts down
 
 
 class _Resource:
@@ -236,7 +190,7 @@ def _target(r: _Resource, level: str, pred: ResourcePrediction | None, old: floa
 
 def _settle(name: str, level: str, target: float, why: tuple[str, float], old: float | None, floor: float,
             r: _Resource, now: float, cfg: PolicySection, memo: PolicyMemo,
-            clock: _Clock) -> tuple[float, str | _Hold | None]:
+            clock: WaitClock) -> tuple[float, str | Hold | None]:
     """Steps 6-7: the value to propose, and a reason when it changes or a wanted change waits."""
     if old is None or not finite(old):
         return target, f"{name} set: {r.describe(level, why)}"
@@ -253,11 +207,11 @@ def _settle(name: str, level: str, target: float, why: tuple[str, float], old: f
         if not up and refused is not None:
             left, expiry = clock.waited(now, refused, cfg.cooldown_down_seconds)
             if left > 0:
-                return old, _Hold(f"{name} hold: shrink refused (EBUSY), retry in ", expiry, "s")
+                return old, Hold(f"{name} hold: shrink refused (EBUSY), retry in ", expiry, "s")
         left, expiry = clock.waited(now, memo.last_change(name),
                                     cfg.cooldown_up_seconds if up else cfg.cooldown_down_seconds)
         if left > 0:
-            return old, _Hold(f"{name} hold: cooldown ", expiry,
+            return old, Hold(f"{name} hold: cooldown ", expiry,
                               f"s left ({'up' if up else 'down'} to {r.fmt(target)})")
     memo.refused_at.pop(name, None)           # this proposal is the retry
     return target, f"{name} {'up' if up else 'down'}: {r.describe(level, why)}"
@@ -284,37 +238,21 @@ def decide(now: float, prediction: Prediction | None, current: Limits | None,
         if not a.holds:
             return a.proposal
         p = a.proposal
-        return Proposal(limits=p.limits, reasons=_texts(a.reasons, now), changed=p.changed, previous=p.previous,
+        return Proposal(limits=p.limits, reasons=texts(a.reasons, now), changed=p.changed, previous=p.previous,
                         bounds=p.bounds)
-    clock = _Clock()
+    clock = WaitClock()
     proposal, reasons = _decide(now, prediction, current, bounds, cfg, memo, cpu_used, mem_used, young, extra,
                                 clock)
     if cfg_state is not None:  # a config we can snapshot (a changed one must not get an old answer)
-        memo.answer = _Answer(key, cfg, _snapshot(cfg_state), clock.lo, clock.hi, dict(memo.last_up),
-                              dict(memo.last_down), dict(memo.refused_at), reasons, proposal,
-                              any(isinstance(why, _Hold) for why in reasons))
+        memo.answer = Answer(key, cfg, config_snapshot(cfg_state), clock.lo, clock.hi, dict(memo.last_up),
+                             dict(memo.last_down), dict(memo.refused_at), reasons, proposal,
+                             any(isinstance(why, Hold) for why in reasons))
     return proposal
-
-
-_snapshots: list[dict] = [{}]   # the last config snapshot, shared by every session's answer
-
-
-def _snapshot(cfg_state: dict) -> dict:
-    """A copy of the config's fields; the same copy as last time while the config is unchanged
-    (one per agent instead of one per session)."""
-    last = _snapshots[0]
-    if last != cfg_state:
-        last = _snapshots[0] = dict(cfg_state)
-    return last
-
-
-def _texts(reasons: tuple, now: float) -> tuple[str, ...]:
-    return tuple(why.text(now) if isinstance(why, _Hold) else why for why in reasons)
 
 
 def _decide(now: float, prediction: Prediction | None, current: Limits | None, bounds: Bounds,
             cfg: PolicySection, memo: PolicyMemo, cpu_used: float, mem_used: float, young: bool, extra: float,
-            clock: _Clock) -> tuple[Proposal, tuple]:
+            clock: WaitClock) -> tuple[Proposal, tuple]:
     """The chain itself (decide's docstring), and its reasons with the counting-down ones unformatted."""
     b = effective_bounds(bounds, cfg)
     resources = (
@@ -323,7 +261,7 @@ def _decide(now: float, prediction: Prediction | None, current: Limits | None, b
                   mem_used, extra, young, cfg),
     )
     out: dict[str, float] = {}
-    reasons: list[str | _Hold] = []
+    reasons: list[str | Hold] = []
     for r in resources:
         pred = getattr(prediction, r.name) if prediction is not None else None
         lim_name, req_name = f"{r.name}_limit", f"{r.name}_request"
@@ -347,7 +285,7 @@ def _decide(now: float, prediction: Prediction | None, current: Limits | None, b
                     mem_request=int(out["mem_request"]), mem_limit=int(out["mem_limit"]),
                     cpu_burst=cpu_burst_for(out["cpu_limit"], cfg.burst_fraction))
     kept = tuple(reasons)
-    proposal = Proposal(limits=limits, reasons=_texts(kept, now), changed=limits_differ(current, limits),
+    proposal = Proposal(limits=limits, reasons=texts(kept, now), changed=limits_differ(current, limits),
                         previous=current, bounds=b)
     return proposal, kept
 

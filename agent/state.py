@@ -11,13 +11,14 @@ array write instead of fourteen; `buffers[metric]` reads like a RingBuffer.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import repeat
-from collections.abc import Iterator, Mapping
 
 import numpy as np
 
 from agent.collect.reading import Reading
+from agent.ringbuffer import Column, Cursor, RingBuffer
 
 # Metrics kept in the ring buffers, in a fixed order. The forecaster's feature
 # spec (agent/features.py) picks its inputs from these by name.
@@ -61,8 +62,10 @@ def _rate(cur: int | None, prev: int | None, dt: float, scale: float = 1.0) -> f
 def sample_from_readings(prev: Reading | None, cur: Reading, t: float, dt: float) -> Sample:
     """Turn two cumulative readings `dt` seconds apart into per-second rates."""
     p = prev or _NO_READING
-    periods = None if cur.cpu_nr_periods is None or p.cpu_nr_periods is None else cur.cpu_nr_periods - p.cpu_nr_periods
-    throttled = None if cur.cpu_nr_throttled is None or p.cpu_nr_throttled is None else cur.cpu_nr_throttled - p.cpu_nr_throttled
+    periods = (None if cur.cpu_nr_periods is None or p.cpu_nr_periods is None
+               else cur.cpu_nr_periods - p.cpu_nr_periods)
+    throttled = (None if cur.cpu_nr_throttled is None or p.cpu_nr_throttled is None
+                 else cur.cpu_nr_throttled - p.cpu_nr_throttled)
     mem, peak = cur.mem_usage_bytes, cur.mem_peak_bytes
     v = {
         "cpu_cores": _rate(cur.cpu_usage_ns, p.cpu_usage_ns, dt, 1e-9),
@@ -89,118 +92,6 @@ def sample_from_readings(prev: Reading | None, cur: Reading, t: float, dt: float
 _NO_READING = Reading()
 
 
-class RingBuffer:
-    """Fixed-size float ring buffer; `last(n)` returns the newest n values, oldest first."""
-
-    __slots__ = ("_data", "_next", "_count")
-
-    def __init__(self, capacity: int) -> None:
-        self._data = np.full(capacity, np.nan, dtype=np.float64)
-        self._next = 0
-        self._count = 0
-
-    def __len__(self) -> int:
-        return self._count
-
-    @property
-    def capacity(self) -> int:
-        return self._data.shape[0]
-
-    def push(self, value: float) -> None:
-        self._data[self._next] = value
-        self._next = (self._next + 1) % self._data.shape[0]
-        self._count = min(self._count + 1, self._data.shape[0])
-
-    def last(self, n: int | None = None) -> np.ndarray:
-        n = self._count if n is None else min(n, self._count)
-        if n == 0:
-            return np.empty(0, dtype=np.float64)
-        end = self._next
-        start = end - n
-        if start >= 0:
-            return self._data[start:end].copy()
-        return np.concatenate((self._data[start:], self._data[:end]))
-
-    def copy_last_into(self, out: np.ndarray) -> int:
-        """Write the newest min(len(out), len(self)) values, oldest first, into the END of `out`
-        (a row of a batch array) without allocating; returns how many were written."""
-        size = out.shape[0]
-        n = min(size, self._count)
-        if n == 0:
-            return 0
-        end = self._next
-        start = end - n
-        if start >= 0:
-            out[size - n:] = self._data[start:end]
-        else:  # wrapped: the end of the array, then its beginning
-            out[size - n:size - end] = self._data[start:]
-            if end:
-                out[size - end:] = self._data[:end]
-        return n
-
-    def latest(self) -> float:
-        if self._count == 0:
-            return math.nan
-        return float(self._data[self._next - 1])
-
-
-class _Cursor:
-    __slots__ = ("next", "count")
-
-    def __init__(self) -> None:
-        self.next = 0
-        self.count = 0
-
-
-class _Column:
-    """One metric of a SessionState: RingBuffer's read side over one row of the shared array."""
-
-    __slots__ = ("_data", "_cursor")
-
-    def __init__(self, data: np.ndarray, cursor: _Cursor) -> None:
-        self._data = data
-        self._cursor = cursor
-
-    def __len__(self) -> int:
-        return self._cursor.count
-
-    @property
-    def capacity(self) -> int:
-        return self._data.shape[0]
-
-    def last(self, n: int | None = None) -> np.ndarray:
-        count = self._cursor.count
-        n = count if n is None else min(n, count)
-        if n == 0:
-            return np.empty(0, dtype=np.float64)
-        end = self._cursor.next
-        start = end - n
-        if start >= 0:
-            return self._data[start:end].copy()
-        return np.concatenate((self._data[start:], self._data[:end]))
-
-    def copy_last_into(self, out: np.ndarray) -> int:
-        """As RingBuffer.copy_last_into: the newest values, oldest first, into the END of `out`."""
-        size = out.shape[0]
-        n = min(size, self._cursor.count)
-        if n == 0:
-            return 0
-        end = self._cursor.next
-        start = end - n
-        if start >= 0:
-            out[size - n:] = self._data[start:end]
-        else:
-            out[size - n:size - end] = self._data[start:]
-            if end:
-                out[size - end:] = self._data[:end]
-        return n
-
-    def latest(self) -> float:
-        if self._cursor.count == 0:
-            return math.nan
-        return float(self._data[self._cursor.next - 1])
-
-
 _NANS = tuple(repeat(math.nan, len(SAMPLE_METRICS)))
 _ROW = {m: k + 1 for k, m in enumerate(SAMPLE_METRICS)}
 # Metrics many sessions never have (no network namespace of their own, no PSI on a v1 host):
@@ -212,20 +103,20 @@ assert SAMPLE_METRICS[_CORE_ROWS - 1:] == OPTIONAL_METRICS, "optional metrics mu
 
 
 class _Buffers(Mapping):
-    """metric -> its _Column, made when asked for: one object per session instead of fourteen
+    """metric -> its Column, made when asked for: one object per session instead of fourteen
     long-lived ones for the cyclic GC to walk (at 1,000 sessions it walks every object)."""
 
     __slots__ = ("_data", "_cursor")
 
-    def __init__(self, data: np.ndarray, cursor: _Cursor) -> None:
+    def __init__(self, data: np.ndarray, cursor: Cursor) -> None:
         self._data = data
         self._cursor = cursor
 
-    def __getitem__(self, metric: str) -> _Column:
+    def __getitem__(self, metric: str) -> Column:
         row = _ROW[metric]
         if row < self._data.shape[0]:
-            return _Column(self._data[row], self._cursor)
-        return _Column(np.full(self._data.shape[1], np.nan), self._cursor)   # never had a value
+            return Column(self._data[row], self._cursor)
+        return Column(np.full(self._data.shape[1], np.nan), self._cursor)   # never had a value
 
     def __contains__(self, metric: object) -> bool:
         return metric in _ROW
@@ -252,9 +143,9 @@ class SessionState:
         # row 0 the sample times, then one row per SAMPLE_METRICS entry (the optional ones once
         # one has a value); one cursor for all
         self._data = np.full((_CORE_ROWS, capacity), np.nan, dtype=np.float64)
-        self._cursor = _Cursor()
-        self.times = _Column(self._data[0], self._cursor)
-        self.buffers: Mapping[str, _Column] = _Buffers(self._data, self._cursor)
+        self._cursor = Cursor()
+        self.times = Column(self._data[0], self._cursor)
+        self.buffers: Mapping[str, Column] = _Buffers(self._data, self._cursor)
         self.app_buffers: dict[str, RingBuffer] = {}
         self.last_reading: Reading | None = None
         self.last_reading_t: float | None = None
@@ -302,7 +193,7 @@ class SessionState:
     def _add_optional_rows(self) -> None:
         missing = np.full((1 + len(SAMPLE_METRICS) - _CORE_ROWS, self.capacity), np.nan)
         self._data = np.concatenate((self._data, missing))
-        self.times = _Column(self._data[0], self._cursor)
+        self.times = Column(self._data[0], self._cursor)
         self.buffers = _Buffers(self._data, self._cursor)
 
     def copy_last_block_into(self, out: np.ndarray, rows: int) -> int:
