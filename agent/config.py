@@ -34,7 +34,9 @@ class AgentSection:
     session_parent: str = "pspe"          # cgroup parent of the sessions the agent creates
     adopt: list[str] = field(default_factory=list)  # cgroup paths; a trailing '/*' adopts each child
     dry_run: bool = False
-    history_seconds: float = 3600.0       # ring-buffer span per session
+    history_seconds: float = 300.0        # fine (per-tick) ring-buffer span per session; the model reads
+                                          # its own step aggregates, so this only feeds the heuristic,
+                                          # the detector's rules and profiles
     host_cpu_cores: float = 0.0           # 0: read from the host
     host_mem_bytes: int = 0               # 0: read from the host
 
@@ -80,6 +82,9 @@ class AnomalySection:
     # Sessions scored per tick at most: with more sessions each is scored every few ticks on the
     # fold (mean, memory max) of its samples since, so the detector's cost per tick stays bounded.
     sessions_per_tick: int = 200
+    # Score each session on the fold of this many ticks at least: alerts come within a few seconds,
+    # and the detector costs a fifth of scoring every 1 s tick.
+    every_ticks: int = 5
 
 
 @dataclass
@@ -175,6 +180,7 @@ def _validate(cfg: Config) -> None:
         (cfg.policy.hysteresis >= 0, "[policy] hysteresis must be >= 0"),
         (cfg.forecast.threads >= 1, "[forecast] threads must be >= 1"),
         (cfg.anomaly.sessions_per_tick >= 1, "[anomaly] sessions_per_tick must be >= 1"),
+        (cfg.anomaly.every_ticks >= 1, "[anomaly] every_ticks must be >= 1"),
         (cfg.http.stall_seconds > 0, "[http] stall_seconds must be > 0"),
     ]
     for ok, msg in checks:

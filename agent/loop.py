@@ -349,13 +349,14 @@ class AgentLoop:
     def _detect(self, now: float, report: TickReport, predictions: dict[str, Prediction]) -> None:
         """Score each session every `stride` ticks on the fold of its samples since the last time.
 
-        The stride grows with the session count so the detector's cost per tick stays bounded;
+        The stride is `[anomaly] every_ticks` and grows with the session count, so the detector's
+        cost per tick stays bounded;
         sessions are spread over the stride by a stable phase.
         """
         if self.detector is None:
             return
         self._detect_ticks += 1
-        stride = max(1, math.ceil(len(self.runtimes) / self.cfg.anomaly.sessions_per_tick))
+        stride = max(self.cfg.anomaly.every_ticks, math.ceil(len(self.runtimes) / self.cfg.anomaly.sessions_per_tick))
         for sid, sample in report.samples.items():
             rt = self.runtimes[sid]
             rt.anomaly_fold.add(sample)

@@ -96,7 +96,7 @@ def run_pspe_agent(state_dir: Path, parent: str, seconds: float, warmup: float, 
     cfg = state_dir / "agent.toml"
     cfg.write_text(
         f'[agent]\nstate_dir = "{state_dir}"\nadopt = ["{parent}/*"]\nsession_parent = "{parent}"\n'
-        f'history_seconds = 300\n[http]\nlisten = ""\n'
+        '[http]\nlisten = ""\n'
     )
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     if anomaly:  # the real CLI
@@ -140,10 +140,10 @@ def serve_agent(config: str) -> None:
 
 def tick_latency(state_dir: Path, parent: str, ticks: int, warm_ticks: int, anomaly: bool) -> dict:
     from agent.config import build_config
-    from agent.main import build_agent, start_up
+    from agent.main import build_agent, start_up, tune_gc
 
     cfg = build_config({"agent": {"state_dir": str(state_dir / "inproc"), "adopt": [f"{parent}/*"],
-                                  "session_parent": parent, "history_seconds": 300}}, {})
+                                  "session_parent": parent}}, {})
     agent = build_agent(cfg) if anomaly else build_agent(cfg, detector=None)
     # The loop is told one second passes per tick (it runs back to back, 50 ms apart): its state
     # then evolves as at 1 Hz (sessions age out of youth, cooldowns run out, windows fill) while
@@ -154,6 +154,8 @@ def tick_latency(state_dir: Path, parent: str, ticks: int, warm_ticks: int, anom
     for k in range(warm_ticks + ticks):
         t0, c0 = time.perf_counter(), time.thread_time()
         report = agent.loop.run_once(start + k * cfg.agent.tick_seconds)
+        if k == 0:
+            tune_gc()  # as run_agent does after its first tick
         if k >= warm_ticks:  # the first ticks have no rates yet, and young sessions' answers change each tick
             times.append((time.perf_counter() - t0) * 1000)
             cpu.append((time.thread_time() - c0) * 1000)

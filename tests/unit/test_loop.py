@@ -102,7 +102,7 @@ def test_a_session_removed_from_the_store_is_forgotten_with_its_profile(tmp_path
 
 
 def test_anomaly_detector_scores_every_session_every_stride_on_folded_samples(tmp_path):
-    loop, actuator, store = _loop(tmp_path, sessions_per_tick=1)
+    loop, actuator, store = _loop(tmp_path, sessions_per_tick=1, every_ticks=1)
     for sid in ("a", "b", "c"):
         _add(store, actuator, sid, 0.0)
     for t in range(1, 14):
@@ -138,7 +138,7 @@ def test_model_predictions_feed_the_detectors_learned_residuals(tmp_path):
         def spec_for_steps(self):
             return holder.spec_for_steps()
 
-    loop, actuator, store = _loop(tmp_path)
+    loop, actuator, store = _loop(tmp_path, every_ticks=1)
     holder = loop.forecaster
     loop.detector.learned = Learned()
     _add(store, actuator, "s", 0.0)
