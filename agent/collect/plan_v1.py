@@ -34,6 +34,7 @@ from agent.collect.source import CgroupRead
 
 SLOW_FILE_TICKS = 5      # memory.stat and memory.oom_control: at least every this many reads
 PSI_RECHECK_TICKS = 30   # a session without pressure files: look again this often
+PROCS_TICKS = 5          # cgroup.procs of a session whose CPU time moves: at least every this many reads
 _SMALL = 64              # single-number files
 _CHUNK = 16384           # keyed files; a read that fills it means "larger than expected": raise
 
@@ -59,7 +60,7 @@ class V1Plan:
     __slots__ = ("fds", "usage", "cpu_stat", "mem", "peak", "stat", "oom", "io_bytes", "io_ops", "psi",
                  "procs_path", "psi_rel", "psi_mounts", "psi_age", "slow_age", "seen_usage", "seen_peak",
                  "inactive", "oom_kills", "raw_cpu", "cpu_vals", "raw_io", "io_vals", "raw_psi", "psi_vals",
-                 "net_pid", "net_age")
+                 "net_pid", "net_age", "pids", "procs_age", "procs_seen_usage")
 
     def __init__(self) -> None:
         self.fds: list[int] = []
@@ -67,6 +68,9 @@ class V1Plan:
         self.io_bytes = self.io_ops = None
         self.psi: tuple[int, int | None, int | None] | None = None
         self.procs_path: str | None = None
+        self.pids: list[int] | None = None
+        self.procs_age = 0
+        self.procs_seen_usage: int | None = None
         self.psi_rel, self.psi_mounts, self.psi_age = "", (), 0
         self.slow_age = SLOW_FILE_TICKS
         self.seen_usage = self.seen_peak = None
@@ -182,8 +186,17 @@ class V1Plan:
                 if self.psi is not None:
                     self._read_psi(r)
         if self.procs_path is not None:
-            # always a fresh open (see cgroup_v1._procs: a kept cgroup.procs serves a cached pid list)
-            out.pids = parse_procs(read_text(self.procs_path))
+            # cgroup.procs is the dearest read (a fresh open each time: a kept one serves a cached pid
+            # list). A session whose CPU time moved still has a process, so its last list is reused
+            # for up to PROCS_TICKS reads; one whose CPU time stood still is looked at every tick, so
+            # a session whose processes all died is still noticed at once.
+            self.procs_age += 1
+            moved = r.cpu_usage_ns is not None and r.cpu_usage_ns != self.procs_seen_usage
+            if self.pids is None or not moved or self.procs_age >= PROCS_TICKS:
+                self.pids = parse_procs(read_text(self.procs_path))
+                self.procs_age = 0
+            self.procs_seen_usage = r.cpu_usage_ns
+            out.pids = self.pids
             r.nr_procs = len(out.pids)
         return out
 

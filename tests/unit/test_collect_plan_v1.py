@@ -117,3 +117,26 @@ def test_a_removed_cgroup_is_vanished_through_the_plan(tree):
         shutil.rmtree(tree / h / CG)
     assert c.collect({"s": CG})["s"].vanished
     c.close()
+
+
+def test_cgroup_procs_is_reused_while_cpu_moves_and_reread_when_it_stands_still(tree):
+    from agent.collect.plan_v1 import PROCS_TICKS
+
+    plan = V1Plan.build(discover_v1_layout(tree), CG)
+    procs = plan.procs_path
+    usage = tree / "cpuacct" / CG / "cpuacct.usage"
+    try:
+        _rewrite(Path(procs), "11\n12\n")
+        _rewrite(usage, "100\n")
+        assert plan.read().pids == [11, 12]
+        _rewrite(Path(procs), "11\n")            # a process left while the session keeps running
+        for k in range(1, PROCS_TICKS):
+            _rewrite(usage, f"{100 + k}\n")
+            assert plan.read().pids == [11, 12], "a running session's pid list is reused a few ticks"
+        _rewrite(usage, "200\n")
+        assert plan.read().pids == [11], "and read again at least every PROCS_TICKS reads"
+        _rewrite(Path(procs), "")                # every process died: CPU time stands still
+        r = plan.read()
+        assert r.pids == [] and r.reading.nr_procs == 0, "a still session is looked at every tick"
+    finally:
+        plan.close()
