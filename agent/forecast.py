@@ -2,7 +2,9 @@
 
 One interface, two implementations:
 - `OnnxForecaster` (agent/forecast_onnx.py): a learned model, one batched
-  onnxruntime call per tick for all sessions with enough history;
+  onnxruntime call per tick for all sessions with enough history (or
+  `NumpyForecaster`, agent/forecast_numpy.py: the same net run in numpy from
+  weights beside the .onnx, without onnxruntime's memory);
 - `WindowQuantileForecaster` (agent/forecast_heuristic.py): quantiles of the
   last minutes of fine samples, used when no model is configured, while a
   session is too young for the model, and whenever the model cannot answer.
@@ -142,12 +144,13 @@ class ModelHolder:
 
     def swap(self, model_path: str, expected_sha256: str | None = None) -> bool:
         """Load, verify and switch to a model; False (logged, kept in last_error) when rejected."""
-        from agent.forecast_onnx import ModelRejected, OnnxForecaster
+        from agent.forecast_numpy import make_model_forecaster
+        from agent.forecast_onnx import ModelRejected
         heuristic = self._heuristic()
         try:
-            new = OnnxForecaster(model_path, heuristic.central_q, heuristic.upper_q, fallback=heuristic,
-                                 expected_sha256=expected_sha256, lookahead_steps=self.lookahead_steps,
-                                 threads=self.threads, step_seconds=self.step_seconds, log=self.log)
+            new = make_model_forecaster(model_path, heuristic.central_q, heuristic.upper_q, fallback=heuristic,
+                                        expected_sha256=expected_sha256, lookahead_steps=self.lookahead_steps,
+                                        threads=self.threads, step_seconds=self.step_seconds, log=self.log)
         except ModelRejected as e:
             self.last_error = str(e)
             self.log.error("model rejected, keeping %s: %s", self._current.source, e)
@@ -200,18 +203,19 @@ def load_forecaster(path_or_empty: str, cfg: Config, log: logging.Logger) -> For
             log.info("forecaster: heuristic (no model configured, none bundled)")
             return heuristic
         path = str(BUNDLED_MODEL)
-    # onnxruntime only when there is a model to run: importing it costs ~20 MB of RSS
-    # (its shared library alone), a third of a heuristic-only agent's footprint
+    # onnxruntime only when the model has no matching numpy weights beside it (<model>.npz,
+    # agent/forecast_numpy.py): importing it costs ~20 MB of RSS (its shared library alone)
     try:
-        from agent.forecast_onnx import ModelRejected, OnnxForecaster
+        from agent.forecast_numpy import make_model_forecaster
+        from agent.forecast_onnx import ModelRejected
     except ImportError as e:
         log.error("cannot run forecast models (%s), using the heuristic", e)
         return heuristic
     try:
-        model = OnnxForecaster(path, cfg.policy.central_quantile, cfg.policy.upper_quantile, fallback=heuristic,
-                               expected_sha256=getattr(cfg.forecast, "model_sha256", "") or None,
-                               lookahead_steps=_lookahead(cfg), threads=cfg.forecast.threads,
-                               step_seconds=_step_override(cfg), log=log)
+        model = make_model_forecaster(path, cfg.policy.central_quantile, cfg.policy.upper_quantile, fallback=heuristic,
+                                      expected_sha256=getattr(cfg.forecast, "model_sha256", "") or None,
+                                      lookahead_steps=_lookahead(cfg), threads=cfg.forecast.threads,
+                                      step_seconds=_step_override(cfg), log=log)
     except ModelRejected as e:
         log.error("forecast model rejected, using the heuristic: %s", e)
         return heuristic

@@ -20,10 +20,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import onnxruntime as ort
 
 from agent.downsample import StepAggregator
 from agent.features import FeatureSpec, SpecError, build_batch, check_supported, unscale
@@ -31,6 +30,9 @@ from agent.forecast import DEFAULT_LOOKAHEAD_STEPS, ForecastInput, quantile_pick
 from agent.forecast_heuristic import WindowQuantileForecaster
 from agent.prediction import Prediction, ResourcePrediction
 from agent.state import Sample
+
+if TYPE_CHECKING:   # imported where a session is built: agent/forecast_numpy.py runs without it
+    import onnxruntime as ort
 
 SPEC_METADATA_KEY = "pspe_feature_spec"
 REQUIRED_TARGETS = ("cpu_cores", "mem_bytes")
@@ -113,6 +115,8 @@ def load_model(model_path: str | Path, *, expected_sha256: str | None = None, th
     sha = hashlib.sha256(data).hexdigest()
     if expected_sha256 and sha != expected_sha256.strip().lower():
         raise _reject(str(path), f"sha256 {sha} does not match the expected {expected_sha256}")
+    import onnxruntime as ort   # here, not at the top: ~20 MB of RSS the numpy runner does without
+
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
@@ -146,8 +150,8 @@ class OnnxForecaster:
                  fallback: WindowQuantileForecaster | None = None, expected_sha256: str | None = None,
                  lookahead_steps: int = DEFAULT_LOOKAHEAD_STEPS, threads: int = 1,
                  step_seconds: float | None = None, log: logging.Logger | None = None) -> None:
-        self.model = load_model(model_path, expected_sha256=expected_sha256, threads=threads,
-                                step_seconds=step_seconds)
+        self.model = self._load_model(model_path, expected_sha256=expected_sha256, threads=threads,
+                                      step_seconds=step_seconds)
         self.spec: FeatureSpec = self.model.spec
         self.central_q, self.upper_q = float(central_q), float(upper_q)
         self.lookahead_steps = int(lookahead_steps)
@@ -163,6 +167,11 @@ class OnnxForecaster:
             if i == j and self.spec.quantiles[i] != q:
                 self.log.warning("model %s predicts quantiles %s: q=%g is clamped to %g", self.source,
                                  list(self.spec.quantiles), q, self.spec.quantiles[i])
+
+    def _load_model(self, model_path: str | Path, *, expected_sha256: str | None, threads: int,
+                    step_seconds: float | None) -> LoadedModel:
+        """The verified model; agent/forecast_numpy.py overrides this (same checks, no onnxruntime)."""
+        return load_model(model_path, expected_sha256=expected_sha256, threads=threads, step_seconds=step_seconds)
 
     @property
     def fallbacks_total(self) -> int:

@@ -1,0 +1,227 @@
+"""The learned forecaster without onnxruntime: the same net, run in numpy from weights beside the .onnx.
+
+onnxruntime costs the agent ~30 MB of RSS (its shared library and an
+InferenceSession) for a net of ~23k parameters. training/export.py writes the
+net's weights to `<model>.npz` beside `<model>.onnx`, with the .onnx file's
+sha256 recorded inside; `NumpyForecaster` runs those weights when the recorded
+sha256 is that of the .onnx file being loaded, so a replaced .onnx never runs
+with stale weights. Anything that does not match (no .npz, another sha256, an
+unknown layout) falls back to `OnnxForecaster` (`make_model_forecaster`).
+
+The net (training/nets.py QuantileRNN): Conv1d with kernel = stride = fold,
+ReLU, one LSTM or GRU layer, then a head on [last hidden state, newest raw
+step]: Linear, ReLU, Linear -> [B, H, Q, T]; the lowest quantile comes out
+directly and each next one adds a softplus increment.
+
+Weights file (numpy .npz, no pickles): format, onnx_sha256, feature_spec (the
+ONNX metadata's JSON), cell, and torch-layout arrays conv_weight [C, F, K],
+conv_bias, rnn_w_ih [G*Hd, C], rnn_w_hh [G*Hd, Hd], rnn_b_ih, rnn_b_hh (torch
+gate order: LSTM i f g o, GRU r z n), head0_weight, head0_bias, head2_weight,
+head2_bias.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from agent.features import FeatureSpec, SpecError, check_supported
+from agent.forecast_onnx import REQUIRED_TARGETS, LoadedModel, ModelRejected, OnnxForecaster, probe_batch
+
+WEIGHTS_FORMAT = 1
+WEIGHT_NAMES = ("conv_weight", "conv_bias", "rnn_w_ih", "rnn_w_hh", "rnn_b_ih", "rnn_b_hh",
+                "head0_weight", "head0_bias", "head2_weight", "head2_bias")
+GATES = {"lstm": 4, "gru": 3}
+
+
+def weights_path_for(model_path: str | Path) -> Path:
+    return Path(model_path).with_suffix(".npz")
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """In place; tanh form: no overflow for large |x|."""
+    x *= 0.5
+    np.tanh(x, out=x)
+    x *= 0.5
+    x += 0.5
+    return x
+
+
+class NumpyNet:
+    """training/nets.py QuantileRNN's forward pass in float32 numpy; `run` mimics InferenceSession.run."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], cell: str, output_shape: tuple[int, int, int]) -> None:
+        f32 = {k: np.ascontiguousarray(arrays[k], dtype=np.float32) for k in WEIGHT_NAMES}
+        if cell not in GATES:
+            raise ValueError(f"unknown cell {cell!r}")
+        conv = f32["conv_weight"]                           # [C, F, K]
+        self.channels, self.n_features, self.fold = conv.shape
+        self.cell, self.output_shape = cell, tuple(output_shape)
+        self.hidden = f32["rnn_w_hh"].shape[1]
+        hd, g = self.hidden, GATES[cell]
+        shapes = {"conv_bias": (self.channels,), "rnn_w_ih": (g * hd, self.channels), "rnn_w_hh": (g * hd, hd),
+                  "rnn_b_ih": (g * hd,), "rnn_b_hh": (g * hd,), "head0_bias": (f32["head0_weight"].shape[0],),
+                  "head0_weight": (f32["head0_weight"].shape[0], hd + self.n_features),
+                  "head2_weight": (int(np.prod(output_shape)), f32["head0_weight"].shape[0]),
+                  "head2_bias": (int(np.prod(output_shape)),)}
+        for name, want in shapes.items():
+            if f32[name].shape != want:
+                raise ValueError(f"{name} has shape {f32[name].shape}, expected {want}")
+        # conv with kernel == stride is one matmul over [fold steps x features] blocks
+        self.conv_w = np.ascontiguousarray(conv.transpose(2, 1, 0).reshape(self.fold * self.n_features, -1))
+        self.conv_b = f32["conv_bias"]
+        w_ih, w_hh, b_ih, b_hh = f32["rnn_w_ih"], f32["rnn_w_hh"], f32["rnn_b_ih"], f32["rnn_b_hh"]
+        if cell == "lstm":   # i f g o -> i f o g: one sigmoid over the first 3 blocks
+            order = np.r_[0:2 * hd, 3 * hd:4 * hd, 2 * hd:3 * hd]
+            w_ih, w_hh, b_ih, b_hh = w_ih[order], w_hh[order], b_ih[order], b_hh[order]
+            self.b_in, self.b_rec = b_ih + b_hh, None
+        else:                # GRU: the recurrent bias of n sits inside r * (...)
+            self.b_in, self.b_rec = b_ih, b_hh
+        self.w_ih_t = np.ascontiguousarray(w_ih.T)
+        self.w_hh_t = np.ascontiguousarray(w_hh.T)
+        self.h0_w_t = np.ascontiguousarray(f32["head0_weight"].T)
+        self.h0_b = f32["head0_bias"]
+        self.h2_w_t = np.ascontiguousarray(f32["head2_weight"].T)
+        self.h2_b = f32["head2_bias"]
+
+    def run(self, names: Sequence[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return [self.forward(feeds["x"])]
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """x float32 [B, W, F] -> q float32 [B, H, Q, T]."""
+        x = np.asarray(x, dtype=np.float32)
+        b, w, f = x.shape
+        if f != self.n_features or w % self.fold:
+            raise ValueError(f"input [B, {w}, {f}] does not fit fold {self.fold} x {self.n_features} features")
+        steps = w // self.fold
+        z = x.reshape(b * steps, self.fold * f) @ self.conv_w
+        z += self.conv_b
+        np.maximum(z, 0.0, out=z)
+        xp = (z @ self.w_ih_t).reshape(b, steps, self.w_ih_t.shape[1])
+        xp += self.b_in
+        h = self._lstm(xp) if self.cell == "lstm" else self._gru(xp)
+        a = np.concatenate([h, x[:, -1]], axis=1) @ self.h0_w_t
+        a += self.h0_b
+        np.maximum(a, 0.0, out=a)
+        raw = a @ self.h2_w_t
+        raw += self.h2_b
+        raw = raw.reshape(b, *self.output_shape)
+        out = np.empty_like(raw)
+        out[:, :, :1] = raw[:, :, :1]
+        np.cumsum(np.logaddexp(np.float32(0.0), raw[:, :, 1:]), axis=2, out=out[:, :, 1:])   # softplus steps
+        out[:, :, 1:] += raw[:, :, :1]
+        return out
+
+    def _lstm(self, xp: np.ndarray) -> np.ndarray:
+        hd = self.hidden
+        h = c = None
+        for t in range(xp.shape[1]):
+            g = xp[:, t].copy() if h is None else xp[:, t] + h @ self.w_hh_t
+            _sigmoid(g[:, :3 * hd])
+            cand = np.tanh(g[:, 3 * hd:])
+            c = g[:, :hd] * cand if c is None else g[:, hd:2 * hd] * c + g[:, :hd] * cand
+            h = g[:, 2 * hd:3 * hd] * np.tanh(c)
+        return h
+
+    def _gru(self, xp: np.ndarray) -> np.ndarray:
+        hd = self.hidden
+        h = np.zeros((xp.shape[0], hd), dtype=np.float32)
+        for t in range(xp.shape[1]):
+            hp = h @ self.w_hh_t
+            hp += self.b_rec
+            rz = _sigmoid(xp[:, t, :2 * hd] + hp[:, :2 * hd])
+            n = np.tanh(xp[:, t, 2 * hd:] + rz[:, :hd] * hp[:, 2 * hd:])
+            u = rz[:, hd:]
+            h = n + u * (h - n)   # (1 - u) * n + u * h
+        return h
+
+
+def read_weights(path: str | Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def parse_net(arrays: dict[str, np.ndarray], sha256: str, where: str) -> tuple[NumpyNet, FeatureSpec]:
+    """Weights -> (net, spec), checked against the .onnx file's sha256; ModelRejected when they do not fit."""
+    def reject(why: str) -> ModelRejected:
+        return ModelRejected(f"{where}: {why}")
+
+    missing = [k for k in ("format", "onnx_sha256", "feature_spec", "cell", *WEIGHT_NAMES) if k not in arrays]
+    if missing:
+        raise reject(f"missing {missing}")
+    if int(arrays["format"]) != WEIGHTS_FORMAT:
+        raise reject(f"format {int(arrays['format'])}, this agent reads {WEIGHTS_FORMAT}")
+    recorded = str(arrays["onnx_sha256"])
+    if recorded != sha256:
+        raise reject(f"exported from a model with sha256 {recorded}, not this one ({sha256})")
+    try:
+        spec = check_supported(FeatureSpec.from_dict(json.loads(str(arrays["feature_spec"]))))
+    except (json.JSONDecodeError, SpecError) as e:
+        raise reject(f"feature spec: {e}") from None
+    try:
+        net = NumpyNet(arrays, str(arrays["cell"]), spec.output_shape)
+    except ValueError as e:
+        raise reject(str(e)) from None
+    if net.n_features != spec.n_features or spec.window % net.fold:
+        raise reject(f"weights take {net.n_features} features in blocks of {net.fold}, "
+                     f"the spec has {spec.n_features} features over {spec.window} steps")
+    return net, spec
+
+
+def load_numpy_model(model_path: str | Path, *, expected_sha256: str | None = None,
+                     step_seconds: float | None = None) -> LoadedModel:
+    """load_model's checks (checksum, spec, targets, shapes, finite probe) with a NumpyNet as the session."""
+    path = Path(model_path)
+    try:
+        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as e:
+        raise ModelRejected(f"{path}: cannot read the model: {e.strerror or e}") from None
+    if expected_sha256 and sha != expected_sha256.strip().lower():
+        raise ModelRejected(f"{path}: sha256 {sha} does not match the expected {expected_sha256}")
+    weights = weights_path_for(path)
+    try:
+        arrays = read_weights(weights)
+    except Exception as e:   # missing, truncated or not an npz
+        raise ModelRejected(f"{weights}: cannot read the weights: {e}") from None
+    net, spec = parse_net(arrays, sha, str(weights))
+    lacking = [t for t in REQUIRED_TARGETS if t not in spec.targets]
+    if lacking:
+        raise ModelRejected(f"{path}: the model does not forecast {lacking}")
+    probe = probe_batch(spec)
+    try:
+        y = net.forward(probe)
+    except Exception as e:
+        raise ModelRejected(f"{weights}: probe run failed: {e}") from None
+    if not np.isfinite(y).all():
+        raise ModelRejected(f"{weights}: probe output is not finite (NaN or inf)")
+    if step_seconds:
+        spec = replace(spec, step_seconds=step_seconds)
+    return LoadedModel(net, spec, sha, str(path), "metadata")   # type: ignore[arg-type]
+
+
+class NumpyForecaster(OnnxForecaster):
+    """OnnxForecaster (same batching, caching, fallbacks) running the net in numpy."""
+
+    def _load_model(self, model_path, *, expected_sha256, threads, step_seconds) -> LoadedModel:
+        return load_numpy_model(model_path, expected_sha256=expected_sha256, step_seconds=step_seconds)
+
+    def describe(self) -> str:
+        return super().describe().replace(f"{self.source} (", f"{self.source} (numpy; ", 1)
+
+
+def make_model_forecaster(model_path: str | Path, central_q: float = 0.5, upper_q: float = 0.99, *,
+                          log: logging.Logger | None = None, **kwargs) -> OnnxForecaster:
+    """NumpyForecaster when matching weights sit beside the .onnx, else OnnxForecaster (its ModelRejected)."""
+    log = log or logging.getLogger("pspe.forecast")
+    if weights_path_for(model_path).is_file():
+        try:
+            return NumpyForecaster(model_path, central_q, upper_q, log=log, **kwargs)
+        except ModelRejected as e:
+            log.warning("numpy weights not used, running the model with onnxruntime: %s", e)
+    return OnnxForecaster(model_path, central_q, upper_q, log=log, **kwargs)
