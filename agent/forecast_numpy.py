@@ -27,7 +27,7 @@ import json
 import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, ContextManager, Sequence
 
 import numpy as np
 
@@ -90,8 +90,25 @@ class NumpyNet:
         self.h2_w_t = np.ascontiguousarray(f32["head2_weight"].T)
         self.h2_b = f32["head2_bias"]
 
+        self._blas_limit: Callable[[], ContextManager] | None = None
+
+    def use_blas_threads(self, threads: int) -> bool:
+        """Run on `threads` BLAS threads (the agent's [forecast] threads): OpenBLAS otherwise spreads a
+        batch over every core and spends more CPU in all. False when threadpoolctl is missing."""
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            return False
+        controller = ThreadpoolController()   # finds the loaded BLAS once; limit() per run is cheap
+        self._blas_limit = lambda: controller.limit(limits=max(1, int(threads)), user_api="blas")
+        return True
+
     def run(self, names: Sequence[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return [self.forward(feeds["x"])]
+        """InferenceSession.run's call as OnnxForecaster makes it: the output "q" for input "x"."""
+        if self._blas_limit is None:
+            return [self.forward(feeds["x"])]
+        with self._blas_limit():
+            return [self.forward(feeds["x"])]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """x float32 [B, W, F] -> q float32 [B, H, Q, T]."""
@@ -174,7 +191,7 @@ def parse_net(arrays: dict[str, np.ndarray], sha256: str, where: str) -> tuple[N
     return net, spec
 
 
-def load_numpy_model(model_path: str | Path, *, expected_sha256: str | None = None,
+def load_numpy_model(model_path: str | Path, *, expected_sha256: str | None = None, threads: int = 1,
                      step_seconds: float | None = None) -> LoadedModel:
     """load_model's checks (checksum, spec, targets, shapes, finite probe) with a NumpyNet as the session."""
     path = Path(model_path)
@@ -200,6 +217,8 @@ def load_numpy_model(model_path: str | Path, *, expected_sha256: str | None = No
         raise ModelRejected(f"{weights}: probe run failed: {e}") from None
     if not np.isfinite(y).all():
         raise ModelRejected(f"{weights}: probe output is not finite (NaN or inf)")
+    if not net.use_blas_threads(threads):
+        logging.getLogger("pspe.forecast").info("threadpoolctl missing: the numpy forecaster uses numpy's BLAS threads")
     if step_seconds:
         spec = replace(spec, step_seconds=step_seconds)
     return LoadedModel(net, spec, sha, str(path), "metadata")   # type: ignore[arg-type]
@@ -209,7 +228,8 @@ class NumpyForecaster(OnnxForecaster):
     """OnnxForecaster (same batching, caching, fallbacks) running the net in numpy."""
 
     def _load_model(self, model_path, *, expected_sha256, threads, step_seconds) -> LoadedModel:
-        return load_numpy_model(model_path, expected_sha256=expected_sha256, step_seconds=step_seconds)
+        return load_numpy_model(model_path, expected_sha256=expected_sha256, threads=threads,
+                                step_seconds=step_seconds)
 
     def describe(self) -> str:
         return super().describe().replace(f"{self.source} (", f"{self.source} (numpy; ", 1)

@@ -197,3 +197,18 @@ def test_a_nonfinite_row_falls_back_per_session_as_with_onnxruntime(copied):
     preds = f.predict(f.spec.window * f.spec.step_seconds, [s.input for s in sessions])
     assert [p.source for p in preds] == ["heuristic", f.source] and f.fallbacks == {"nonfinite": 1}
     json.dumps(dict(f.fallbacks))
+
+
+def test_the_net_runs_on_the_configured_blas_threads(copied, monkeypatch):
+    from threadpoolctl import threadpool_info
+    f = NumpyForecaster(copied, threads=1)
+    net, seen = f.model.session, []
+    forward = net.forward
+
+    def spy(x):
+        seen.append([lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"])
+        return forward(x)
+
+    monkeypatch.setattr(net, "forward", spy)
+    net.run(["q"], {"x": probe_batch(f.spec)})
+    assert seen == [[1] * len(seen[0])] and seen[0]
