@@ -15,46 +15,48 @@ _MAX_METRICS = frozenset({"mem_bytes", "mem_peak_bytes"})
 
 
 class SampleMean:
-    __slots__ = ("_sums", "_counts", "_app_sums", "_app_counts", "_ooms", "_n")
+    """Holds the samples since the last flush (appending is all a tick costs); folds them on flush,
+    which only the ticks that score the session pay for."""
+
+    __slots__ = ("_samples",)
 
     def __init__(self) -> None:
-        self._reset()
-
-    def _reset(self) -> None:
-        self._sums: dict[str, float] = {}
-        self._counts: dict[str, int] = {}
-        self._app_sums: dict[str, float] = {}
-        self._app_counts: dict[str, int] = {}
-        self._ooms = 0
-        self._n = 0
+        self._samples: list[Sample] = []
 
     def __len__(self) -> int:
-        return self._n
+        return len(self._samples)
 
     def add(self, sample: Sample) -> None:
-        self._n += 1
-        self._ooms += sample.oom_kills
-        sums, counts = self._sums, self._counts
-        for k, v in sample.values.items():
-            if v != v:  # NaN: unknown this tick
-                continue
-            if k in _MAX_METRICS:
-                sums[k] = max(sums.get(k, -math.inf), v)
-                counts[k] = 1
-            else:
-                sums[k] = sums.get(k, 0.0) + v
-                counts[k] = counts.get(k, 0) + 1
-        for k, v in sample.app.items():
-            if v == v:
-                self._app_sums[k] = self._app_sums.get(k, 0.0) + v
-                self._app_counts[k] = self._app_counts.get(k, 0) + 1
+        self._samples.append(sample)
 
     def flush(self, t: float) -> Sample | None:
         """The folded sample at time t (None if nothing was added); starts a new fold."""
-        if self._n == 0:
+        samples, self._samples = self._samples, []
+        if not samples:
             return None
-        values = {k: s / self._counts[k] for k, s in self._sums.items()}
-        app = {k: s / self._app_counts[k] for k, s in self._app_sums.items()}
-        out = Sample(t=t, values=values, oom_kills=self._ooms, app=app)
-        self._reset()
-        return out
+        if len(samples) == 1:
+            only = samples[0]
+            return Sample(t=t, values=dict(only.values), oom_kills=only.oom_kills, app=dict(only.app))
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        app_sums: dict[str, float] = {}
+        app_counts: dict[str, int] = {}
+        ooms = 0
+        for sample in samples:
+            ooms += sample.oom_kills
+            for k, v in sample.values.items():
+                if v != v:  # NaN: unknown this tick
+                    continue
+                if k in _MAX_METRICS:
+                    sums[k] = max(sums.get(k, -math.inf), v)
+                    counts[k] = 1
+                else:
+                    sums[k] = sums.get(k, 0.0) + v
+                    counts[k] = counts.get(k, 0) + 1
+            for k, v in sample.app.items():
+                if v == v:
+                    app_sums[k] = app_sums.get(k, 0.0) + v
+                    app_counts[k] = app_counts.get(k, 0) + 1
+        values = {k: v / counts[k] for k, v in sums.items()}
+        app = {k: v / app_counts[k] for k, v in app_sums.items()}
+        return Sample(t=t, values=values, oom_kills=ooms, app=app)

@@ -34,7 +34,19 @@ from agent.collect.source import CgroupRead
 
 SLOW_FILE_TICKS = 5      # memory.stat and memory.oom_control: at least every this many reads
 PSI_RECHECK_TICKS = 30   # a session without pressure files: look again this often
-PROCS_TICKS = 5          # cgroup.procs of a session whose CPU time moves: at least every this many reads
+PROCS_TICKS = 5          # cgroup.procs of a live session: at least every this many reads
+
+
+def _any_alive(pids: list[int]) -> bool:
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+            return True
+        except ProcessLookupError:
+            continue
+        except PermissionError:  # exists, owned by someone else
+            return True
+    return False
 _SMALL = 64              # single-number files
 _CHUNK = 16384           # keyed files; a read that fills it means "larger than expected": raise
 
@@ -187,12 +199,13 @@ class V1Plan:
                     self._read_psi(r)
         if self.procs_path is not None:
             # cgroup.procs is the dearest read (a fresh open each time: a kept one serves a cached pid
-            # list). A session whose CPU time moved still has a process, so its last list is reused
-            # for up to PROCS_TICKS reads; one whose CPU time stood still is looked at every tick, so
-            # a session whose processes all died is still noticed at once.
+            # list). It is read again when the last list may be stale: every PROCS_TICKS reads, and
+            # at once when the session's CPU time stood still and none of its last pids is alive
+            # (a signal-0 probe, a syscall), so a session whose processes all died is noticed at once.
             self.procs_age += 1
             moved = r.cpu_usage_ns is not None and r.cpu_usage_ns != self.procs_seen_usage
-            if self.pids is None or not moved or self.procs_age >= PROCS_TICKS:
+            if (self.pids is None or self.procs_age >= PROCS_TICKS
+                    or (not moved and self.pids and not _any_alive(self.pids))):
                 self.pids = parse_procs(read_text(self.procs_path))
                 self.procs_age = 0
             self.procs_seen_usage = r.cpu_usage_ns

@@ -6,6 +6,7 @@ kernel regenerates them, so the kept descriptors see the new text.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -119,24 +120,30 @@ def test_a_removed_cgroup_is_vanished_through_the_plan(tree):
     c.close()
 
 
-def test_cgroup_procs_is_reused_while_cpu_moves_and_reread_when_it_stands_still(tree):
+def test_cgroup_procs_is_reused_while_live_and_reread_when_its_processes_are_gone(tree):
     from agent.collect.plan_v1 import PROCS_TICKS
 
+    gone_a, gone_b = 2_000_000_000, 2_000_000_001    # above any pid_max: never alive
+    live = os.getpid()
     plan = V1Plan.build(discover_v1_layout(tree), CG)
-    procs = plan.procs_path
+    procs = Path(plan.procs_path)
     usage = tree / "cpuacct" / CG / "cpuacct.usage"
     try:
-        _rewrite(Path(procs), "11\n12\n")
+        _rewrite(procs, f"{live}\n{gone_a}\n")
         _rewrite(usage, "100\n")
-        assert plan.read().pids == [11, 12]
-        _rewrite(Path(procs), "11\n")            # a process left while the session keeps running
+        assert plan.read().pids == [live, gone_a]
+        _rewrite(procs, f"{live}\n")             # a process left while the session keeps running
         for k in range(1, PROCS_TICKS):
             _rewrite(usage, f"{100 + k}\n")
-            assert plan.read().pids == [11, 12], "a running session's pid list is reused a few ticks"
+            assert plan.read().pids == [live, gone_a], "a running session's pid list is reused"
         _rewrite(usage, "200\n")
-        assert plan.read().pids == [11], "and read again at least every PROCS_TICKS reads"
-        _rewrite(Path(procs), "")                # every process died: CPU time stands still
+        assert plan.read().pids == [live], "and read again at least every PROCS_TICKS reads"
+        assert plan.read().pids == [live], "an idle session with a live process: still reused"
+        _rewrite(procs, f"{gone_b}\n")
+        for _ in range(PROCS_TICKS):
+            plan.read()
+        _rewrite(procs, "")                      # every process died: CPU time stands still
         r = plan.read()
-        assert r.pids == [] and r.reading.nr_procs == 0, "a still session is looked at every tick"
+        assert r.pids == [] and r.reading.nr_procs == 0, "noticed at once, not PROCS_TICKS later"
     finally:
         plan.close()
