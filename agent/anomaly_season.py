@@ -63,12 +63,7 @@ def seasonal_error(ring, pos: int, x: float, period: int, cycles: int, jitter: i
         dists = [abs(x - v) for v in seg if v == v]      # a missing value is skipped
         if dists:
             per_cycle.append(min(dists))
-    n = len(per_cycle)
-    if n == 0:
-        return math.nan
-    per_cycle.sort()
-    h = n // 2
-    return per_cycle[h] if n % 2 else 0.5 * (per_cycle[h - 1] + per_cycle[h])
+    return _median(per_cycle)
 
 
 def seasonal_error_tiered(hist, x: float, period: int, cycles: int, jitter: int) -> float:
@@ -105,9 +100,14 @@ def seasonal_error_tiered(hist, x: float, period: int, cycles: int, jitter: int)
                         best = d
         if best < math.inf:
             per_cycle.append(best)
-    n = len(per_cycle)
+    return _median(per_cycle)
+
+
+def _median(values: list[float]) -> float:
+    """Median of the per-cycle distances; NaN when there are none."""
+    n = len(values)
     if n == 0:
         return math.nan
-    per_cycle.sort()
+    values.sort()
     h = n // 2
-    return per_cycle[h] if n % 2 else 0.5 * (per_cycle[h - 1] + per_cycle[h])
+    return values[h] if n % 2 else 0.5 * (values[h - 1] + values[h])

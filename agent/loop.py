@@ -24,6 +24,7 @@ from agent.forecast import ForecastInput, ModelHolder
 from agent.lifecycle import SessionManager
 from agent.limits import Decision, Limits
 from agent.metrics import AgentMetrics
+from agent.override import safe_override
 from agent.policy import LEVEL_FIELDS, PolicyMemo, Proposal, bump_sample, decide
 from agent.prediction import Prediction
 from agent.profile import build_profile
@@ -323,7 +324,6 @@ class AgentLoop:
         self.overrides[sid] = (limits, until)
 
     def _override(self, sid: str, now: float, rt: SessionRuntime) -> Proposal | None:
-        """An operator's limits for a while, still never below what the session uses now."""
         entry = self.overrides.get(sid)
         if entry is None:
             return None
@@ -331,10 +331,7 @@ class AgentLoop:
         if now >= until:
             del self.overrides[sid]
             return None
-        floor_mem = rt.mem_used + self.cfg.policy.mem_headroom_bytes // 4
-        safe = Limits(cpu_request=limits.cpu_request, cpu_limit=max(limits.cpu_limit, rt.cpu_used),
-                      mem_request=min(limits.mem_request, max(limits.mem_limit, floor_mem)),
-                      mem_limit=max(limits.mem_limit, floor_mem), cpu_burst=limits.cpu_burst)
+        safe = safe_override(limits, rt.cpu_used, rt.mem_used, self.cfg.policy.mem_headroom_bytes)
         return Proposal(limits=safe, reasons=(f"override until {until:.0f}",), changed=safe != rt.limits)
 
     def _count_directions(self, old: Limits | None, new: Limits) -> None:

@@ -39,4 +39,3 @@ class AgentMetrics:
         self.alerts = Counter("pspe_alerts", "Anomaly alerts raised", ["kind"], registry=r)
         self.dropped_records = Counter(
             "pspe_dropped_records", "Telemetry records dropped (counted, never silent)", ["reason"], registry=r)
-        self.model_info = Gauge("pspe_model_loaded", "1 for the forecaster in use", ["source"], registry=r)
