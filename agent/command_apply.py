@@ -19,6 +19,7 @@ from typing import Callable
 from agent import protocol
 from agent.bus.commands import CommandRejected
 from agent.limits import Bounds, Limits
+from agent.model_fetch import FetchError, ModelFetcher, is_registry_uri
 
 log = logging.getLogger("pspe.commands")
 
@@ -44,7 +45,7 @@ def check_override(limits: Limits, bounds: Bounds, host_cpu: float, host_mem: in
 
 
 def model_path(uri: str) -> str:
-    """Local paths and file:// URIs load directly; registry URIs are fetched upstream (see docs)."""
+    """Local paths and file:// URIs load directly; registry URIs go through agent/model_fetch.py."""
     if uri.startswith("file://"):
         return uri[len("file://"):]
     if "://" in uri or uri.startswith("models:/"):
@@ -55,9 +56,10 @@ def model_path(uri: str) -> str:
 class CommandApplier:
     """The handler given to the command consumer: `await applier(command)`."""
 
-    def __init__(self, agent, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, agent, clock: Callable[[], float] = time.time, fetcher: ModelFetcher | None = None) -> None:
         self.agent = agent
         self.clock = clock
+        self.fetcher = fetcher   # built from [forecast] registry_uri at the first registry model
 
     @property
     def _host(self) -> tuple[float, int]:
@@ -108,10 +110,30 @@ class CommandApplier:
         self.agent.loop.submit(lambda loop, now: loop.set_override(cmd.session_id, limits, until))
 
     async def _ModelPromoted(self, cmd: protocol.ModelPromoted) -> None:
-        path = model_path(cmd.model_uri)
-        ok = await asyncio.to_thread(self.agent.forecaster.swap, path, cmd.sha256)
+        if is_registry_uri(cmd.model_uri):
+            path = await asyncio.to_thread(self._fetch, cmd)   # HTTP in a thread: the event loop keeps running
+        else:
+            path = model_path(cmd.model_uri)
+        ok = await asyncio.to_thread(self.agent.forecaster.swap, str(path), cmd.sha256)
         if not ok:  # the last good model stays in place
             raise CommandRejected(f"model {cmd.version} rejected: {self.agent.forecaster.last_error}")
+
+    def _fetch(self, cmd: protocol.ModelPromoted):
+        """Download and verify a registry model into <state_dir>/models; a failure refuses the command."""
+        if self.fetcher is None:
+            uri = getattr(self.agent.cfg.forecast, "registry_uri", "")
+            if not uri:
+                raise CommandRejected(f"model URI {cmd.model_uri!r}: no [forecast] registry_uri configured")
+            try:
+                self.fetcher = ModelFetcher(uri, self.agent.cfg.state_dir / "models")
+            except FetchError as e:
+                raise CommandRejected(str(e)) from None
+        try:
+            return self.fetcher.fetch(cmd.model_uri, cmd.sha256)
+        except FetchError as e:
+            log.error("model %s (%s) not fetched, keeping %s: %s", cmd.version, cmd.model_uri,
+                      self.agent.forecaster.source, e)
+            raise CommandRejected(f"model {cmd.version} not fetched: {e}") from None
 
     async def _ModelRollback(self, cmd: protocol.ModelRollback) -> None:
         if not await asyncio.to_thread(self.agent.forecaster.revert):

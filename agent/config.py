@@ -75,6 +75,8 @@ class ForecastSection:
     lookahead_steps: int = 0              # 0 = the forecaster's default (max over the next few steps)
     step_seconds: float = 0.0             # 0 = the model's own step; set for time-compressed replay
     model_sha256: str = ""                # expected checksum of model_path ("" = not checked)
+    registry_uri: str = ""                # MLflow server (http://host:5000) promoted models are fetched from
+                                          # (agent/model_fetch.py); "" = only local model paths are loaded
 
 
 @dataclass

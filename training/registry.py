@@ -7,12 +7,14 @@ its provenance) and registered as a new version of `model_name` with the alias
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Mapping
 
 DEFAULT_MODEL_NAME = "pspe-forecaster"
 CHAMPION, CHALLENGER = "champion", "challenger"
+SHA256_TAG = "sha256"   # the ONNX file's checksum on each version: what ModelPromoted carries to agents
 
 
 def tracking_uri(explicit: str | None = None) -> str:
@@ -21,28 +23,38 @@ def tracking_uri(explicit: str | None = None) -> str:
 
 def log_forecaster(uri: str, params: Mapping, metrics: Mapping[str, float], files: list[str | Path],
                    model_name: str = DEFAULT_MODEL_NAME, experiment: str = "pspe-forecaster") -> str | None:
-    """Log a run and register the ONNX file as a version aliased "challenger"; the version, or None without a URI."""
+    """Log a run and register the ONNX file as a version aliased "challenger"; the version, or None without a URI.
+
+    The numpy weights beside the ONNX file (<stem>.npz) are logged with it when present, so agents
+    can run the model without onnxruntime; the version carries the file's sha256 as a tag.
+    """
     if not uri:
         return None
     import mlflow
     from mlflow import MlflowClient
 
+    onnx = next(Path(f) for f in files if str(f).endswith(".onnx"))
+    files = [*files, *([onnx.with_suffix(".npz")] if onnx.with_suffix(".npz").is_file() else [])]
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(experiment)
     with mlflow.start_run() as run:
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
-        for f in files:
-            mlflow.log_artifact(str(f), artifact_path="model")
-        onnx_name = next(Path(f).name for f in files if str(f).endswith(".onnx"))
-        source = f"{run.info.artifact_uri}/model/{onnx_name}"
+        for f in dict.fromkeys(str(f) for f in files):
+            mlflow.log_artifact(f, artifact_path="model")
+        source = f"{run.info.artifact_uri}/model/{onnx.name}"
     client = MlflowClient()
     if client.search_registered_models(filter_string=f"name = '{model_name}'") == []:
         client.create_registered_model(model_name)
     # a plain ONNX artifact, not an MLflow "logged model": register its artifact URI directly
-    version = client.create_model_version(model_name, source, run_id=run.info.run_id)
+    version = client.create_model_version(model_name, source, run_id=run.info.run_id,
+                                          tags={SHA256_TAG: file_sha256(onnx)})
     client.set_registered_model_alias(model_name, CHALLENGER, version.version)
     return str(version.version)
+
+
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def promote(uri: str, version: str, model_name: str = DEFAULT_MODEL_NAME) -> None:
