@@ -145,45 +145,56 @@ def cmd_version(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_after() -> argparse.ArgumentParser:
+    """--config also after a subcommand (`pspe-agent config check --config F`); SUPPRESS keeps
+    one given before the subcommand when none follows it."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS, help="TOML config file")
+    return common
+
+
 def build_parser() -> argparse.ArgumentParser:
+    after = [_config_after()]
     p = argparse.ArgumentParser(prog="pspe-agent", description="PSPE host agent")
     p.add_argument("--config", help=f"TOML config file (default $PSPE_CONFIG or {DEFAULT_CONFIG} if present)")
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    run = sub.add_parser("run", help="run the control loop")
+    run = sub.add_parser("run", help="run the control loop", parents=after)
     run.add_argument("--once", action="store_true", help="run two ticks, print the status, exit")
     run.add_argument("--dry-run", action="store_true", help="decide but never write cgroup files")
     run.add_argument("--log-level", default="info")
     run.set_defaults(fn=cmd_run)
 
-    st = sub.add_parser("status", help="ask the running agent how it is")
+    st = sub.add_parser("status", help="ask the running agent how it is", parents=after)
     st.add_argument("--json", action="store_true")
     st.set_defaults(fn=cmd_status)
-    ss = sub.add_parser("sessions", help="list the sessions this host's agent manages")
+    ss = sub.add_parser("sessions", help="list the sessions this host's agent manages", parents=after)
     ss.add_argument("--json", action="store_true")
     ss.set_defaults(fn=cmd_sessions)
 
     sess = sub.add_parser("session", help="start, stop or adopt a session").add_subparsers(dest="sub", required=True)
-    start = sess.add_parser("start", help="start CMD in a new session cgroup with a minimal allocation")
+    start = sess.add_parser("start", help="start CMD in a new session cgroup with a minimal allocation",
+                           parents=after)
     start.add_argument("--name", required=True)
     start.add_argument("--cpu", type=float, help="initial CPU in cores")
     start.add_argument("--memory", help="initial memory, e.g. 256M")
     start.add_argument("--label", action="append", default=[], help="KEY=VALUE, repeatable")
     start.add_argument("command", nargs=argparse.REMAINDER)
     start.set_defaults(fn=cmd_session_start)
-    stop = sess.add_parser("stop", help="end a session, release its cgroup, keep its final profile")
+    stop = sess.add_parser("stop", help="end a session, release its cgroup, keep its final profile",
+                          parents=after)
     stop.add_argument("name")
     stop.add_argument("--force", action="store_true", help="also kill the processes of an adopted session")
     stop.set_defaults(fn=cmd_session_stop)
-    adopt = sess.add_parser("adopt", help="manage an existing cgroup (PATH or PARENT/*)")
+    adopt = sess.add_parser("adopt", help="manage an existing cgroup (PATH or PARENT/*)", parents=after)
     adopt.add_argument("cgroup")
     adopt.set_defaults(fn=cmd_session_adopt)
 
     cfg = sub.add_parser("config", help="configuration").add_subparsers(dest="sub", required=True)
-    check = cfg.add_parser("check", help="validate the config and print the effective values")
+    check = cfg.add_parser("check", help="validate the config and print the effective values", parents=after)
     check.set_defaults(fn=cmd_config_check)
 
-    sub.add_parser("version").set_defaults(fn=cmd_version)
+    sub.add_parser("version", parents=after).set_defaults(fn=cmd_version)
     return p
 
 
