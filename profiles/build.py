@@ -1,0 +1,84 @@
+"""Build the profiles the agents did not send, from the stored samples (the profiles DAG's task).
+
+An agent sends a session's profile when the session ends (`SessionEnded.profile`);
+a session whose agent crashed, or whose end was recorded without one, has a
+`sessions` row with `ended_at` and samples but no `session_profiles` row. This
+fills those in for sessions that ended in [since, until): CPU and memory
+percentiles over the session's samples, in the same columns and `metrics` keys
+the ingest writes, so `profile_for()` reads both alike. Idempotent: a session
+that has a profile is left alone (and the insert is ON CONFLICT DO NOTHING),
+so re-running a day changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import psycopg
+
+
+def _metric_sql(col: str) -> str:
+    return (f"jsonb_build_object('mean', avg(x.{col}), "
+            f"'p50', percentile_cont(0.5) WITHIN GROUP (ORDER BY x.{col}), "
+            f"'p90', percentile_cont(0.9) WITHIN GROUP (ORDER BY x.{col}), "
+            f"'p99', percentile_cont(0.99) WITHIN GROUP (ORDER BY x.{col}), "
+            f"'peak', max(x.{col}))")
+
+
+BUILD_SQL = f"""
+INSERT INTO session_profiles (host, session_id, started_at, ended_at, duration_s, samples, oom_kills, labels,
+                              metrics, cpu_p50, cpu_p90, cpu_p99, cpu_peak, mem_p50, mem_p90, mem_p99, mem_peak)
+SELECT s.host, s.session_id, s.started_at, s.ended_at, extract(epoch FROM s.ended_at - s.started_at),
+       count(*), coalesce(sum(x.oom_kills), 0), s.labels,
+       jsonb_build_object('cpu_cores', {_metric_sql('cpu_cores')}, 'mem_bytes', {_metric_sql('mem_bytes')},
+                          'source', 'samples'),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY x.cpu_cores), percentile_cont(0.9) WITHIN GROUP (ORDER BY x.cpu_cores),
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY x.cpu_cores), max(x.cpu_cores),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY x.mem_bytes), percentile_cont(0.9) WITHIN GROUP (ORDER BY x.mem_bytes),
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY x.mem_bytes), max(x.mem_bytes)
+FROM sessions s
+JOIN samples x ON x.session_id = s.session_id AND x.host = s.host
+              AND x.t >= s.started_at AND x.t <= s.ended_at
+              AND x.t >= %(since)s - %(max_age)s AND x.t < %(until)s   -- lets the planner prune partitions
+WHERE s.ended_at >= %(since)s AND s.ended_at < %(until)s
+  AND NOT EXISTS (SELECT 1 FROM session_profiles p
+                  WHERE p.host = s.host AND p.session_id = s.session_id AND p.started_at = s.started_at)
+GROUP BY s.host, s.session_id, s.started_at, s.ended_at, s.labels
+ON CONFLICT (host, session_id, started_at) DO NOTHING
+"""
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    since: dt.datetime
+    until: dt.datetime
+    built: int            # profiles written by this call
+    total: int            # profiles of sessions that ended in the interval, after it
+
+    def as_dict(self) -> dict:
+        return {"since": self.since.isoformat(), "until": self.until.isoformat(), "built": self.built,
+                "total": self.total}
+
+
+def build_missing_profiles(conn: psycopg.Connection, since: dt.datetime, until: dt.datetime,
+                           max_session_age: dt.timedelta = dt.timedelta(days=14)) -> BuildResult:
+    """Profiles for sessions that ended in [since, until) and have none; one transaction.
+
+    `max_session_age` bounds how far back a session's samples are read (the samples'
+    retention is about as long: older ones are gone anyway).
+    """
+    if since.tzinfo is None or until.tzinfo is None or since >= until:
+        raise ValueError(f"need an aware interval since < until, got {since!r} .. {until!r}")
+    with conn.transaction():
+        cur = conn.execute(BUILD_SQL, {"since": since, "until": until, "max_age": max_session_age})
+        built = cur.rowcount
+        total = conn.execute("SELECT count(*) FROM session_profiles WHERE ended_at >= %s AND ended_at < %s",
+                             (since, until)).fetchone()[0]
+    return BuildResult(since, until, built, int(total))
+
+
+def build_profiles(dsn: str, since: dt.datetime, until: dt.datetime) -> dict:
+    """The DAG task's whole job: connect, build, report (JSON-able for XCom)."""
+    with psycopg.connect(dsn) as conn:
+        return build_missing_profiles(conn, since, until).as_dict()
