@@ -23,7 +23,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from agent.features import DERIVED_METRICS, FeatureSpec, derive_series
-from agent.state import SAMPLE_METRICS, RingBuffer, Sample
+from agent.ringbuffer import Column, Cursor
+from agent.state import SAMPLE_METRICS, Sample
 
 MAX_METRICS = frozenset({"mem_bytes", "mem_peak_bytes"})
 _SAMPLE_METRICS = frozenset(SAMPLE_METRICS)
@@ -124,10 +125,18 @@ def _first_valid(v: np.ndarray, nan: np.ndarray, first: np.ndarray) -> np.ndarra
 
 
 class StepAggregator:
-    """One session's completed steps: the last `window` of them, in small ring buffers."""
+    """One session's completed steps: the last `window` of them, in one small ring array.
+
+    `data` [1 + metrics, 2 * window]: row 0 the steps' start times, then one row per metric;
+    each step is written twice, at column k and k + window, so the last `window` steps are
+    always the columns [cursor.next, cursor.next + window), oldest first: `gather_windows`
+    copies 1,000 sessions' windows into one batch with one slice each. `times` and
+    `buffers[metric]` read the first half like RingBuffers.
+    """
 
     __slots__ = ("step_seconds", "window", "metrics", "layout", "_is_max", "_open", "_mean", "_n",
-                 "buffers", "times", "steps_completed", "dropped_late", "_sources")
+                 "data", "cursor", "buffers", "times", "last_step_time", "steps_completed", "dropped_late",
+                 "_sources")
 
     def __init__(self, step_seconds: float, window: int, metrics: Sequence[str]) -> None:
         if step_seconds <= 0 or window < 1:
@@ -143,8 +152,12 @@ class StepAggregator:
         self._open: float | None = None        # start of the step being filled
         self._mean = [math.nan] * len(self.metrics)   # running mean, or max for levels
         self._n = [0] * len(self.metrics)
-        self.buffers = {m: RingBuffer(self.window) for m in self.metrics}
-        self.times = RingBuffer(self.window)
+        self.data = np.full((1 + len(self.metrics), 2 * self.window), np.nan)
+        self.cursor = Cursor()
+        ring = self.data[:, :self.window]
+        self.times = Column(ring[0], self.cursor)
+        self.buffers = {m: Column(ring[1 + i], self.cursor) for i, m in enumerate(self.metrics)}
+        self.last_step_time: float | None = None   # start of the newest completed step
         self.steps_completed = 0               # steps closed (missing ones included) since creation
         self.dropped_late = 0                  # samples older than the step being filled
 
@@ -155,10 +168,6 @@ class StepAggregator:
     def matches(self, spec: FeatureSpec) -> bool:
         return (self.step_seconds == spec.step_seconds and self.window >= spec.window
                 and all(m in self.buffers for m in spec.metrics))
-
-    @property
-    def last_step_time(self) -> float | None:
-        return self.times.latest() if len(self.times) else None
 
     def __len__(self) -> int:
         return len(self.times)
@@ -231,7 +240,23 @@ class StepAggregator:
         self.steps_completed += max(0, gaps - self.window)  # skipped rows too old to keep
 
     def _push(self, start: float, values: list[float]) -> None:
-        self.times.push(start)
-        for name, v in zip(self.metrics, values):
-            self.buffers[name].push(v)
+        cur, data = self.cursor, self.data
+        data[0, cur.next] = data[0, cur.next + self.window] = start
+        data[1:, cur.next] = data[1:, cur.next + self.window] = values
+        cur.next = (cur.next + 1) % self.window
+        if cur.count < self.window:
+            cur.count += 1
+        self.last_step_time = start
         self.steps_completed += 1
+
+
+def gather_windows(aggregators: Sequence[StepAggregator]) -> tuple[np.ndarray, np.ndarray]:
+    """The completed steps of many sessions of one layout in one pass, oldest first:
+    (times [B, window], values [B, metrics, window]), laid out as `features.build_batch_arrays`
+    takes them (a young session's not-yet-seen steps NaN at the front)."""
+    window = aggregators[0].window
+    out = np.empty((len(aggregators), aggregators[0].data.shape[0], window))
+    for b, a in enumerate(aggregators):
+        n = a.cursor.next
+        out[b] = a.data[:, n:n + window]
+    return out[:, 0], out[:, 1:]

@@ -247,7 +247,7 @@ def build_batch(spec: FeatureSpec, items: Sequence[tuple[Mapping[str, np.ndarray
 
     Per item only the tails are copied; everything else is vectorised over the batch.
     """
-    B, W, M, step = len(items), spec.window, len(spec.inputs), spec.step_seconds
+    B, W, M = len(items), spec.window, len(spec.inputs)
     tail_t = np.full((B, W), np.nan)
     tail_v = np.full((B, M, W), np.nan)      # metric-major: reductions run along contiguous time
     for b, (series, times) in enumerate(items):
@@ -261,8 +261,21 @@ def build_batch(spec: FeatureSpec, items: Sequence[tuple[Mapping[str, np.ndarray
             col = _column(series, name, t.size, required=j < len(spec.metrics))
             if col is not None:
                 dst[j, W - n:] = col[-n:]
-    # row of each tail entry: W-1 for the newest step, one less per step back
+    return build_batch_arrays(spec, tail_t, tail_v)
+
+
+def build_batch_arrays(spec: FeatureSpec, tail_t: np.ndarray, tail_v: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """`build_batch` on the newest steps already laid out: tail_t [B, window] step start times
+    (NaN before a series' first step), tail_v [B, inputs, window] values, oldest first. A series
+    may skip steps (its rows land by time); the agent hands its step rings over in this form."""
+    B, W, M, step = tail_t.shape[0], spec.window, len(spec.inputs), spec.step_seconds
+    if tail_t.shape != (B, W) or tail_v.shape != (B, M, W):
+        raise ValueError(f"expected times [B, {W}] and values [B, {M}, {W}], got {tail_t.shape} and {tail_v.shape}")
     end = tail_t[:, -1:]
+    if not np.isfinite(end).all():
+        raise ValueError(f"item {int(np.flatnonzero(~np.isfinite(end[:, 0]))[0])}: no newest step")
+    # row of each tail entry: W-1 for the newest step, one less per step back
     rows = (W - 1) - np.rint((end - tail_t) / step)
     known = ~np.isnan(tail_t)
     if known.all() and (rows == np.arange(W)).all():
@@ -278,16 +291,24 @@ def build_batch(spec: FeatureSpec, items: Sequence[tuple[Mapping[str, np.ndarray
         values[bi, :, rows[bi, pi].astype(np.int64)] = tail_v[bi, :, pi]
 
     nan = np.isnan(values)
-    filled = np.where(nan, 0.0, values)
-    # window max with a floor; filling NaN with 0 changes nothing, the floors being > 0
-    scale = np.maximum(filled.max(axis=2), np.asarray(spec.scale_floors))   # [B, M]
+    # window max with a floor (fmax skips NaN; a metric missing all window long gets its floor)
+    scale = np.fmax(np.fmax.reduce(values, axis=2), np.asarray(spec.scale_floors))   # [B, M]
     x = np.empty((B, W, spec.n_features), dtype=np.float32)
-    x[:, :, :M] = (filled / scale[:, :, None]).transpose(0, 2, 1)
-    x[:, :, -1] = np.count_nonzero(nan, axis=1) / M if M else 1.0
+    scaled = x[:, :, :M].transpose(0, 2, 1)                                # a view [B, M, W]
+    np.divide(values, scale[:, :, None], out=scaled, casting="same_kind")
+    scaled[nan] = 0.0                                                      # missing: 0, flagged below
+    x[:, :, -1] = nan.sum(axis=1, dtype=np.float32) / M if M else 1.0
     if spec.time_features:
-        row_times = end - (W - 1 - np.arange(W))[None, :] * step           # [B, W]
-        x[:, :, M:M + len(spec.time_features)] = time_features(spec.time_features, row_times)
+        x[:, :, M:M + len(spec.time_features)] = _row_time_features(spec, end[:, 0])
     return x, scale[:, list(spec.target_index)].astype(np.float32)
+
+
+def _row_time_features(spec: FeatureSpec, end: np.ndarray) -> np.ndarray:
+    """Time features of every row [B, W, n] for windows ending at `end` [B]; computed once per
+    distinct end (a tick's windows mostly end at the same step)."""
+    ends, inverse = np.unique(end, return_inverse=True)
+    row_times = ends[:, None] - (spec.window - 1 - np.arange(spec.window))[None, :] * spec.step_seconds
+    return time_features(spec.time_features, row_times)[inverse.reshape(-1)]
 
 
 def _column(series: Mapping[str, np.ndarray], name: str, size: int, required: bool) -> np.ndarray | None:

@@ -44,15 +44,6 @@ def weights_path_for(model_path: str | Path) -> Path:
     return Path(model_path).with_suffix(".npz")
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    """In place; tanh form: no overflow for large |x|."""
-    x *= 0.5
-    np.tanh(x, out=x)
-    x *= 0.5
-    x += 0.5
-    return x
-
-
 class NumpyNet:
     """training/nets.py QuantileRNN's forward pass in float32 numpy; `run` mimics InferenceSession.run."""
 
@@ -73,19 +64,29 @@ class NumpyNet:
         for name, want in shapes.items():
             if f32[name].shape != want:
                 raise ValueError(f"{name} has shape {f32[name].shape}, expected {want}")
-        # conv with kernel == stride is one matmul over [fold steps x features] blocks
-        self.conv_w = np.ascontiguousarray(conv.transpose(2, 1, 0).reshape(self.fold * self.n_features, -1))
-        self.conv_b = f32["conv_bias"]
+        # conv with kernel == stride is one matmul over [fold steps x features] blocks; an extra
+        # output channel fixed at relu(0 + 1) = 1 carries the recurrent layer's input bias
+        conv_w = conv.transpose(2, 1, 0).reshape(self.fold * self.n_features, -1)
+        self.conv_w = np.ascontiguousarray(np.concatenate([conv_w, np.zeros((conv_w.shape[0], 1), np.float32)], 1))
+        self.conv_b = np.r_[f32["conv_bias"], np.float32(1.0)]
         w_ih, w_hh, b_ih, b_hh = f32["rnn_w_ih"], f32["rnn_w_hh"], f32["rnn_b_ih"], f32["rnn_b_hh"]
-        if cell == "lstm":   # i f g o -> i f o g: one sigmoid over the first 3 blocks
+        if cell == "lstm":   # i f g o -> i f o g: the sigmoid gates side by side; both biases on the input side
             order = np.r_[0:2 * hd, 3 * hd:4 * hd, 2 * hd:3 * hd]
-            w_ih, w_hh, b_ih, b_hh = w_ih[order], w_hh[order], b_ih[order], b_hh[order]
-            self.b_in, self.b_rec = b_ih + b_hh, None
-        else:                # GRU: the recurrent bias of n sits inside r * (...)
-            self.b_in, self.b_rec = b_ih, b_hh
-        self.w_ih_t = np.ascontiguousarray(w_ih.T)
-        self.w_hh_t = np.ascontiguousarray(w_hh.T)
-        self.h0_w_t = np.ascontiguousarray(f32["head0_weight"].T)
+            w_ih, w_hh, b_in, b_rec = w_ih[order], w_hh[order], (b_ih + b_hh)[order], None
+            sig = 3 * hd
+        else:                # GRU r z n: the recurrent bias of n sits inside r * (...), so it stays recurrent
+            b_in, b_rec, sig = b_ih, b_hh, 2 * hd
+        # sigmoid(a) = 0.5 + 0.5 tanh(a / 2): halving the sigmoid gates' weights (exact in floating
+        # point) lets one tanh call serve every gate of a step
+        half = np.ones(g * hd, np.float32)
+        half[:sig] = 0.5
+        self.sig = sig
+        self.w_ih_t = np.ascontiguousarray(np.concatenate([w_ih.T, b_in[None]]) * half)   # [C + 1, G*Hd]
+        self.w_hh_t = np.ascontiguousarray(w_hh.T * half)
+        self.b_rec = None if b_rec is None else b_rec * half
+        head0 = f32["head0_weight"]
+        self.h0_w_h = np.ascontiguousarray(head0[:, :hd].T)       # the head reads [h, newest raw step]
+        self.h0_w_x = np.ascontiguousarray(head0[:, hd:].T)
         self.h0_b = f32["head0_bias"]
         self.h2_w_t = np.ascontiguousarray(f32["head2_weight"].T)
         self.h2_b = f32["head2_bias"]
@@ -117,13 +118,15 @@ class NumpyNet:
         if f != self.n_features or w % self.fold:
             raise ValueError(f"input [B, {w}, {f}] does not fit fold {self.fold} x {self.n_features} features")
         steps = w // self.fold
-        z = x.reshape(b * steps, self.fold * f) @ self.conv_w
+        # step-major blocks, so each recurrent step reads one contiguous [B, C + 1] slice
+        blocks = x.reshape(b, steps, self.fold * f).transpose(1, 0, 2).reshape(steps * b, self.fold * f)
+        z = blocks @ self.conv_w
         z += self.conv_b
         np.maximum(z, 0.0, out=z)
-        xp = (z @ self.w_ih_t).reshape(b, steps, self.w_ih_t.shape[1])
-        xp += self.b_in
-        h = self._lstm(xp) if self.cell == "lstm" else self._gru(xp)
-        a = np.concatenate([h, x[:, -1]], axis=1) @ self.h0_w_t
+        z = z.reshape(steps, b, self.conv_w.shape[1])
+        h = self._lstm(z) if self.cell == "lstm" else self._gru(z)
+        a = h @ self.h0_w_h
+        a += x[:, -1] @ self.h0_w_x
         a += self.h0_b
         np.maximum(a, 0.0, out=a)
         raw = a @ self.h2_w_t
@@ -135,27 +138,53 @@ class NumpyNet:
         out[:, :, 1:] += raw[:, :, :1]
         return out
 
-    def _lstm(self, xp: np.ndarray) -> np.ndarray:
-        hd = self.hidden
-        h = c = None
-        for t in range(xp.shape[1]):
-            g = xp[:, t].copy() if h is None else xp[:, t] + h @ self.w_hh_t
-            _sigmoid(g[:, :3 * hd])
-            cand = np.tanh(g[:, 3 * hd:])
-            c = g[:, :hd] * cand if c is None else g[:, hd:2 * hd] * c + g[:, :hd] * cand
-            h = g[:, 2 * hd:3 * hd] * np.tanh(c)
+    def _lstm(self, z: np.ndarray) -> np.ndarray:
+        hd, sig = self.hidden, self.sig
+        b = z.shape[1]
+        g = np.empty((b, 4 * hd), np.float32)
+        rec = np.empty_like(g)
+        h = np.zeros((b, hd), np.float32)
+        c = np.zeros_like(h)
+        tmp = np.empty_like(h)
+        for t in range(z.shape[0]):
+            np.matmul(z[t], self.w_ih_t, out=g)
+            if t:
+                np.matmul(h, self.w_hh_t, out=rec)
+                g += rec
+            np.tanh(g, out=g)
+            gates = g[:, :sig]
+            gates *= 0.5
+            gates += 0.5                                   # i, f, o
+            c *= g[:, hd:2 * hd]
+            np.multiply(g[:, :hd], g[:, sig:], out=tmp)    # i * tanh(candidate)
+            c += tmp
+            np.tanh(c, out=tmp)
+            np.multiply(g[:, 2 * hd:sig], tmp, out=h)
         return h
 
-    def _gru(self, xp: np.ndarray) -> np.ndarray:
-        hd = self.hidden
-        h = np.zeros((xp.shape[0], hd), dtype=np.float32)
-        for t in range(xp.shape[1]):
-            hp = h @ self.w_hh_t
-            hp += self.b_rec
-            rz = _sigmoid(xp[:, t, :2 * hd] + hp[:, :2 * hd])
-            n = np.tanh(xp[:, t, 2 * hd:] + rz[:, :hd] * hp[:, 2 * hd:])
-            u = rz[:, hd:]
-            h = n + u * (h - n)   # (1 - u) * n + u * h
+    def _gru(self, z: np.ndarray) -> np.ndarray:
+        hd, sig = self.hidden, self.sig
+        b = z.shape[1]
+        g = np.empty((b, 3 * hd), np.float32)
+        rec = np.empty_like(g)
+        h = np.zeros((b, hd), np.float32)
+        tmp = np.empty_like(h)
+        for t in range(z.shape[0]):
+            np.matmul(z[t], self.w_ih_t, out=g)
+            np.matmul(h, self.w_hh_t, out=rec)
+            rec += self.b_rec
+            rz = g[:, :sig]
+            rz += rec[:, :sig]
+            np.tanh(rz, out=rz)
+            rz *= 0.5
+            rz += 0.5                                      # r, z
+            n = g[:, sig:]
+            np.multiply(rz[:, :hd], rec[:, sig:], out=tmp)
+            n += tmp
+            np.tanh(n, out=n)
+            np.subtract(h, n, out=tmp)
+            tmp *= rz[:, hd:]
+            np.add(n, tmp, out=h)                          # (1 - z) * n + z * h
         return h
 
 

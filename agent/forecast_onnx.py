@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -24,8 +25,8 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from agent.downsample import StepAggregator
-from agent.features import FeatureSpec, SpecError, build_batch, check_supported, unscale
+from agent.downsample import StepAggregator, gather_windows
+from agent.features import FeatureSpec, SpecError, build_batch, build_batch_arrays, check_supported, unscale
 from agent.forecast import DEFAULT_LOOKAHEAD_STEPS, ForecastInput, quantile_pick, reduce_output
 from agent.forecast_heuristic import WindowQuantileForecaster
 from agent.prediction import Prediction, ResourcePrediction
@@ -36,6 +37,10 @@ if TYPE_CHECKING:   # imported where a session is built: agent/forecast_numpy.py
 
 SPEC_METADATA_KEY = "pspe_feature_spec"
 REQUIRED_TARGETS = ("cpu_cores", "mem_bytes")
+
+
+# a session's model answer: (cpu, memory) quantiles, kept between the steps it holds for
+Answer = tuple[ResourcePrediction, ResourcePrediction]
 
 
 class ModelRejected(Exception):
@@ -160,7 +165,7 @@ class OnnxForecaster:
         self.log = log or logging.getLogger("pspe.forecast")
         self.fallbacks: Counter[str] = Counter()   # by reason: history, spec_mismatch, nonfinite, error
         self.runs_total = 0
-        self._cache: dict[str, tuple[float, list[float] | None]] = {}   # session -> (step time, answer)
+        self._cache: dict[str, tuple[float, Answer | None]] = {}        # session -> (step time, answer)
         self._layouts: dict[tuple, bool] = {}                             # StepAggregator layouts that fit
         for q in (self.central_q, self.upper_q):
             i, j, _ = quantile_pick(self.spec.quantiles, q)
@@ -183,9 +188,9 @@ class OnnxForecaster:
                 f"look-ahead {self.lookahead_steps} steps)")
 
     def predict(self, now: float, batch: Sequence[ForecastInput]) -> list[Prediction]:
-        answers: list[list[float] | None] = [None] * len(batch)
+        answers: list[Answer | None] = [None] * len(batch)
         reasons: dict[int, str] = {}
-        cache: dict[str, tuple[float, list[float] | None]] = {}
+        cache: dict[str, tuple[float, Answer | None]] = {}
         to_run: list[int] = []
         old_cache, min_steps = self._cache, self.spec.min_steps
         for i, inp in enumerate(batch):
@@ -197,7 +202,7 @@ class OnnxForecaster:
                 reasons[i] = "history"
                 continue
             hit = old_cache.get(inp.state.session_id)
-            if hit is not None and hit[0] == steps.times.latest():
+            if hit is not None and hit[0] == steps.last_step_time:
                 cache[inp.state.session_id] = hit
                 answers[i] = hit[1]
                 if hit[1] is None:
@@ -216,9 +221,18 @@ class OnnxForecaster:
             ok = self._layouts[layout] = steps.matches(self.spec)
         return ok
 
+    def _windows(self, steps: list[StepAggregator]) -> tuple[np.ndarray, np.ndarray]:
+        """The batch's inputs: straight from the step rings when every session keeps exactly the
+        spec's window (the usual case, one pass for all), else session by session."""
+        spec = self.spec
+        exact = (spec.step_seconds, spec.window, spec.inputs)
+        if all(s.layout == exact for s in steps):
+            return build_batch_arrays(spec, *gather_windows(steps))
+        return build_batch(spec, [s.series() for s in steps])
+
     def _run(self, batch, to_run, answers, reasons, cache) -> None:
         try:  # whatever goes wrong here costs this tick's model answers, never the tick
-            x, scale = build_batch(self.spec, [batch[i].steps.series() for i in to_run])
+            x, scale = self._windows([batch[i].steps for i in to_run])
             (y,) = self.model.session.run(["q"], {"x": x})
             self.runs_total += 1
             central, upper = reduce_output(self.spec, unscale(self.spec, y.astype(np.float64), scale),
@@ -233,9 +247,10 @@ class OnnxForecaster:
         good = (np.isfinite(y).all(axis=(1, 2, 3)) & np.isfinite(table).all(axis=1)).tolist()
         rows = table.tolist()
         for k, i in enumerate(to_run):
-            ans = rows[k] if good[k] else None
+            r = rows[k]
+            ans = (ResourcePrediction(r[0], r[1]), ResourcePrediction(r[2], r[3])) if good[k] else None
             answers[i] = ans
-            cache[batch[i].state.session_id] = (batch[i].steps.times.latest(), ans)
+            cache[batch[i].state.session_id] = (batch[i].steps.last_step_time, ans)
             if ans is None:
                 reasons[i] = "nonfinite"
 
@@ -250,14 +265,18 @@ class OnnxForecaster:
             if self.log.isEnabledFor(logging.DEBUG):
                 bad = [batch[i].state.session_id for i, r in reasons.items() if r in ("nonfinite", "error")]
                 self.log.debug("heuristic for %s%s", dict(counts), f"; model output unusable for {bad}" if bad else "")
+        source = self.source
         for i, ans in enumerate(answers):
             if out[i] is not None:
                 continue
             st = batch[i].state
-            latest = st.buffers["mem_bytes"].latest()
-            mem_upper = max(ans[3], latest) if latest == latest else ans[3]   # memory in use now is needed now
-            out[i] = Prediction(cpu=ResourcePrediction(ans[0], ans[1]), mem=ResourcePrediction(ans[2], mem_upper),
-                                source=self.source, samples=st.samples_seen)
+            cpu, mem = ans
+            last = st.last_sample       # the newest pushed sample: buffers["mem_bytes"].latest(), cheaper
+            if last is not None:
+                latest = last.values.get("mem_bytes", math.nan)
+                if latest > mem.upper:  # memory in use now is needed now (False for NaN)
+                    mem = ResourcePrediction(mem.central, float(latest))
+            out[i] = Prediction(cpu, mem, source, st.samples_seen)
         return out  # type: ignore[return-value]
 
 

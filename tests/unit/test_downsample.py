@@ -187,3 +187,30 @@ def test_a_thousand_sessions_stay_small():
         tracemalloc.stop()
     assert len(aggs[0]) == 48
     assert per_session * 1000 < 8 * 1024**2, f"{per_session:.0f} bytes per session"
+
+
+def test_gathered_windows_are_the_per_session_windows_for_young_gapped_and_full_sessions():
+    """The agent's one-pass batch (gather_windows -> build_batch_arrays) equals build_batch on each
+    session's series(): sessions of every age, with gaps, wrapped rings, and a NaN here and there."""
+    from agent.downsample import gather_windows
+    from agent.features import build_batch, build_batch_arrays
+
+    spec = FeatureSpec(window=6, step_seconds=10.0, time_features=("tod_sin",))
+    rng = np.random.default_rng(3)
+    aggs = []
+    for steps in (1, 3, 6, 7, 20, 45):
+        a = StepAggregator.for_spec(spec)
+        t = 1000.0
+        for k in range(steps):
+            t += 10.0 * (3 if k == steps // 2 else 1)          # one gap of two missing steps
+            cpu = NAN if k % 5 == 4 else float(rng.random())
+            a.add(s(t, cpu, float(rng.random() * 1e9), disk_read_bps=1.0, disk_write_bps=NAN,
+                    net_rx_bps=2.0, net_tx_bps=3.0))
+        a.advance(t + 10.0)
+        aggs.append(a)
+    times, values = gather_windows(aggs)
+    x, scale = build_batch_arrays(spec, times, values)
+    want_x, want_scale = build_batch(spec, [a.series() for a in aggs])
+    np.testing.assert_array_equal(x, want_x)
+    np.testing.assert_array_equal(scale, want_scale)
+    assert np.isnan(times[0, :-1]).all() and times[0, -1] == 1030.0   # the youngest: one step, at the end
