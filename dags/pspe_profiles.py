@@ -1,0 +1,33 @@
+"""Build session profiles from the store, once a day (profiles/build.py), and announce them as an asset.
+
+The run's data interval is the day: profiles are built for sessions that ended in it
+and sent none. The asset event carries the interval end, so the forecaster DAG that
+it triggers works on the same day without reading the clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import Asset, dag, task
+
+SESSION_PROFILES = Asset(name="pspe_session_profiles", uri="pspe://store/session_profiles")
+
+
+@dag(dag_id="pspe_profiles", schedule="@daily", start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+     catchup=False, max_active_runs=1, tags=["pspe"], doc_md=__doc__)
+def pspe_profiles():
+    @task(outlets=[SESSION_PROFILES], retries=2, retry_delay=dt.timedelta(minutes=5))
+    def build(data_interval_start=None, data_interval_end=None, outlet_events=None) -> dict:
+        import os
+
+        from profiles.build import build_profiles
+
+        out = build_profiles(os.environ["PSPE_DATABASE_URL"], data_interval_start, data_interval_end)
+        outlet_events[SESSION_PROFILES].extra = {"until": data_interval_end.isoformat()}
+        return out
+
+    build()
+
+
+pspe_profiles()

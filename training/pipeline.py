@@ -1,0 +1,135 @@
+"""The retraining pipeline's steps, one function per DAG task (dags/pspe_forecaster.py only wires them).
+
+    train_challenger -> validate -> promote_if_better -> publish_promotion
+
+Each takes the `PipelineConfig` and the interval end `until` (the DAG run's
+logical date) and returns a small JSON-able dict for the next one. Each is
+idempotent: a re-run for the same `until` finds the challenger it registered
+(tag `pspe_until`) instead of training another, re-judges the same held-back
+sessions, sets the same alias, and publishes commands with the same ids (the
+agents' replay guard drops repeats). Torch and Lightning are imported only
+inside `train_challenger`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+
+from training.data import Series
+from training.pipeline_rules import PipelineConfig, figures, judge, split_names
+
+log = logging.getLogger("pspe.pipeline")
+UNTIL_TAG = "pspe_until"
+
+
+def load_history(cfg: PipelineConfig, until: dt.datetime) -> list[Series]:
+    """Sessions from the store in the history window, then the configured trace directories."""
+    from training.data import load_bitbrains_dir, read_store_series
+    from training.evaluation_run import truncate
+
+    since, until = cfg.window(until)
+    series: list[Series] = []
+    if cfg.database_url:
+        series += read_store_series(cfg.database_url, since.timestamp(), until.timestamp())
+    for d in cfg.traces:
+        series += [truncate(s, cfg.trace_days) for s in load_bitbrains_dir(d, limit=cfg.trace_limit)]
+    return series
+
+
+def _key(s: Series) -> str:
+    return f"{s.source}:{s.name}"
+
+
+def split_history(cfg: PipelineConfig, series: list[Series]) -> dict[str, list[Series]]:
+    by_key = {_key(s): s for s in series}
+    names = split_names(list(by_key), cfg.holdout_fraction, cfg.select_fraction, cfg.split_salt)
+    return {part: [by_key[n] for n in keys] for part, keys in names.items()}
+
+
+def train_challenger(cfg: PipelineConfig, until: dt.datetime) -> dict:
+    """Train on the history's train split, export ONNX, register it as the challenger (once per `until`)."""
+    from training.registry import find_version, log_forecaster, version_info
+
+    stamp = until.isoformat()
+    found = find_version(cfg.tracking_uri, cfg.model_name, UNTIL_TAG, stamp)
+    if found is not None:
+        log.info("challenger for %s already registered: version %s", stamp, found)
+        return {**version_info(cfg.tracking_uri, cfg.model_name, version=found), "reused": True}
+    parts = split_history(cfg, load_history(cfg, until))
+    if not parts["train"] or not (parts["select"] or parts["holdout"]):
+        raise ValueError(f"not enough history to train on before {stamp}: "
+                         f"{ {k: len(v) for k, v in parts.items()} }")
+    out = Path(cfg.run_dir(until)) / "challenger" / "forecaster.onnx"
+    metrics = fit_series(cfg, parts["train"], parts["select"] or parts["holdout"], out)
+    params = {"cell": cfg.cell, "hidden": cfg.hidden, "seed": cfg.seed, "until": stamp,
+              "train_sessions": len(parts["train"]), "holdout_sessions": len(parts["holdout"])}
+    version = log_forecaster(cfg.tracking_uri, params, metrics, [out], model_name=cfg.model_name,
+                             version_tags={UNTIL_TAG: stamp})
+    return {**version_info(cfg.tracking_uri, cfg.model_name, version=version), "reused": False,
+            "metrics": metrics}
+
+
+def fit_series(cfg: PipelineConfig, train: list[Series], select: list[Series], out: Path) -> dict[str, float]:
+    """training/fit.py's steps on Series from any source: windows, seeded Lightning run, ONNX export."""
+    import math
+
+    from agent.features import FeatureSpec
+    from training.export import export
+    from training.fit import FitConfig, train_net, validation_metrics
+    from training.windows import build_windows
+
+    fc = FitConfig(train_dir="", val_dir="", out=str(out), cell=cfg.cell, hidden=cfg.hidden, seed=cfg.seed,
+                   max_epochs=cfg.max_epochs, max_minutes=cfg.max_minutes, threads=cfg.threads,
+                   fast_dev_run=cfg.fast_dev_run)
+    spec = FeatureSpec(**fc.spec)
+    tw = build_windows(spec, train, stride=fc.train_stride, max_per_series=fc.train_per_series, seed=fc.seed)
+    vw = build_windows(spec, select, stride=fc.val_stride, max_per_series=fc.val_per_series, seed=fc.seed + 1)
+    if not len(tw) or not len(vw):
+        raise ValueError(f"no complete windows to train on ({len(tw)} train, {len(vw)} select)")
+    net, run = train_net(fc, spec, tw, vw)
+    metrics = {**validation_metrics(net, spec, vw), **run}
+    metrics["onnx_max_abs_diff"] = export(net, spec, out, vw.x[: min(len(vw), 512)],
+                                          extra_metadata={"pspe_cell": cfg.cell})
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+
+
+def validate(cfg: PipelineConfig, until: dt.datetime, challenger_version: str) -> dict:
+    """Replay the held-back sessions through the agent's policy with the challenger and the champion."""
+    from agent.forecast import BUNDLED_MODEL
+    from training.policies import model_run, replay_policy
+    from training.registry import CHAMPION, download_version, version_info
+    from training.replay import replay
+    from training.replay_metrics import summarize
+
+    holdout = split_history(cfg, load_history(cfg, until))["holdout"]
+    run_dir = Path(cfg.run_dir(until))
+    chal = download_version(cfg.tracking_uri, cfg.model_name, challenger_version, run_dir / "validate" / "challenger")
+    champ_info = version_info(cfg.tracking_uri, cfg.model_name, alias=CHAMPION)
+    if champ_info is None:   # no champion yet: the agents run the bundled model, so that is the bar
+        champ, champ_name = BUNDLED_MODEL, "bundled"
+    else:
+        champ = download_version(cfg.tracking_uri, cfg.model_name, champ_info["version"],
+                                 run_dir / "validate" / "champion")
+        champ_name = f"v{champ_info['version']}"
+    figs = {}
+    for who, path in (("challenger", chal), ("champion", champ)):
+        rows = replay(holdout, model_run(who, str(path), replay_policy()), host_size=cfg.host_size)
+        figs[who] = figures(summarize(rows))
+    verdict = judge(figs["challenger"], figs["champion"], cfg.under_tolerance, cfg.min_gain)
+    log.info("challenger v%s vs champion %s on %d held-back sessions: %s %s", challenger_version, champ_name,
+             len(holdout), "promote" if verdict.promote else "keep", "; ".join(verdict.reasons))
+    return {**verdict.as_dict(), "version": challenger_version, "champion_version": champ_name,
+            "holdout_sessions": len(holdout)}
+
+
+def promote_if_better(cfg: PipelineConfig, verdict: dict) -> dict:
+    """Move the champion alias to the challenger when the verdict says so; the version now champion."""
+    from training.registry import promote, version_info
+
+    if verdict.get("promote"):
+        promote(cfg.tracking_uri, verdict["version"], model_name=cfg.model_name)
+        log.info("version %s is the champion now", verdict["version"])
+        return {"promoted": True, **version_info(cfg.tracking_uri, cfg.model_name, version=verdict["version"])}
+    return {"promoted": False, "version": verdict.get("version"), "reasons": verdict.get("reasons", [])}
