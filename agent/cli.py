@@ -110,10 +110,18 @@ def _manager(cfg: Config):
 def cmd_session_start(args: argparse.Namespace) -> int:
     cfg = _config(args)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if not command:
-        raise ConfigError("session start needs a command after --")
+    if not command and not args.docker:
+        raise ConfigError("session start needs a command after -- (or --docker IMAGE)")
     labels = dict(kv.split("=", 1) for kv in args.label)
     memory = parse_size(args.memory) if args.memory else None
+    if args.docker:
+        session = _manager(cfg).start_container(args.name, args.docker, command, args.cpu, memory, labels,
+                                                args.network, time.time())
+        print(f"started session {session.session_id} as container {session.container[:12]} "
+              f"(image {session.image}) in cgroup {session.cgroup}")
+        return 0
+    if args.network:
+        raise ConfigError("--network applies to --docker sessions only")
     session = _manager(cfg).start(args.name, command, args.cpu, memory, labels, time.time())
     print(f"started session {session.session_id} (pid {session.pid}) in cgroup {session.cgroup}")
     return 0
@@ -173,12 +181,15 @@ def build_parser() -> argparse.ArgumentParser:
     ss.set_defaults(fn=cmd_sessions)
 
     sess = sub.add_parser("session", help="start, stop or adopt a session").add_subparsers(dest="sub", required=True)
-    start = sess.add_parser("start", help="start CMD in a new session cgroup with a minimal allocation",
+    start = sess.add_parser("start", help="start CMD in a new session cgroup, or a container (--docker), "
+                                          "with a minimal allocation",
                            parents=after)
     start.add_argument("--name", required=True)
     start.add_argument("--cpu", type=float, help="initial CPU in cores")
     start.add_argument("--memory", help="initial memory, e.g. 256M")
     start.add_argument("--label", action="append", default=[], help="KEY=VALUE, repeatable")
+    start.add_argument("--docker", metavar="IMAGE", help="run the session as a Docker container from IMAGE")
+    start.add_argument("--network", help="Docker network of a --docker session (none, or a user-defined one)")
     start.add_argument("command", nargs=argparse.REMAINDER)
     start.set_defaults(fn=cmd_session_start)
     stop = sess.add_parser("stop", help="end a session, release its cgroup, keep its final profile",
@@ -186,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("name")
     stop.add_argument("--force", action="store_true", help="also kill the processes of an adopted session")
     stop.set_defaults(fn=cmd_session_stop)
-    adopt = sess.add_parser("adopt", help="manage an existing cgroup (PATH or PARENT/*)", parents=after)
+    adopt = sess.add_parser("adopt", help="manage an existing cgroup (PATH or PARENT/*) or running containers "
+                                          "(docker:label=KEY[=VALUE], docker:name=PREFIX)", parents=after)
     adopt.add_argument("cgroup")
     adopt.set_defaults(fn=cmd_session_adopt)
 

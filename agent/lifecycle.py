@@ -35,7 +35,7 @@ class LockBusy(SessionError):
 
 class SessionManager:
     def __init__(self, actuator: Actuator, store: SessionStore, cfg: Config,
-                 lock_timeout_s: float = 30.0) -> None:
+                 lock_timeout_s: float = 30.0, docker=None) -> None:
         self.actuator = actuator
         self.store = store
         self.cfg = cfg
@@ -44,6 +44,28 @@ class SessionManager:
         self._lock_path = cfg.state_dir / "sessions.lock"
         self._lock_timeout_s = lock_timeout_s
         self._children: dict[str, subprocess.Popen] = {}  # sessions this process spawned
+        self._docker = docker          # a DockerSessions, made on first need (tests pass their own)
+        self._containers = None
+
+    @property
+    def containers(self):
+        """Container sessions (`docker_lifecycle.py`); the Docker SDK is imported on first use only."""
+        if self._containers is None:
+            from agent.collect.detect import detect_cgroup_version
+            from agent.docker_lifecycle import ContainerSessions
+            from agent.docker_sessions import DockerSessions
+
+            a = self.cfg.agent
+            version = detect_cgroup_version(a.cgroup_root) if a.cgroup_version == "auto" else a.cgroup_version
+            docker = self._docker or DockerSessions(procfs_root=a.procfs_root, cgroup_version=version)
+            self._containers = ContainerSessions(self, docker)
+        return self._containers
+
+    def start_container(self, name: str, image: str, command: list[str], cpu: float | None = None,
+                        memory: int | None = None, labels: dict[str, str] | None = None,
+                        network: str | None = None, now: float = 0.0) -> Session:
+        """A session that is a Docker container started from `image` (command optional)."""
+        return self.containers.start(name, image, command, cpu, memory, labels, network, now)
 
     # -- cross-process lock ------------------------------------------------
     @contextmanager
@@ -132,13 +154,15 @@ class SessionManager:
             if session is None:
                 raise SessionError(f"no session named {name!r}")
             reason = "stopped"
-            if session.owned or force:
+            if session.container:
+                reason = self.containers.stop(session, grace_seconds, force)
+            elif session.owned or force:
                 left = terminate_cgroup(self.actuator, session.cgroup, grace_seconds, on_poll=self._poll_children)
                 if left:
                     raise SessionError(f"session {name!r}: processes {left} survived SIGKILL; not removed")
             else:
                 reason = "forgotten"
-            if session.owned:
+            if session.owned and not session.container:  # Docker removes a container's cgroup itself
                 self._remove_cgroup(session.cgroup)
             profile = self._ended_profile(session, now, reason, final_profile)
             self.store.remove(name, profile)
@@ -147,8 +171,11 @@ class SessionManager:
 
     # -- adopt / recover / reap ------------------------------------------------
     def adopt(self, path_or_prefix: str, now: float) -> list[Session]:
-        """'a/b' adopts that cgroup, 'a/*' each child of 'a'; limits are read, never written."""
+        """'a/b' adopts that cgroup, 'a/*' each child of 'a', 'docker:label=k=v' / 'docker:name=prefix'
+        the running containers so selected; limits are read, never written."""
         spec = path_or_prefix.strip()
+        if spec.startswith("docker:"):
+            return self.containers.adopt(spec, now)
         if spec.endswith("/*") or spec == "*":
             parent = clean_cgroup(spec[:-1])
             if parent and not self.actuator.exists(parent):
@@ -218,8 +245,13 @@ class SessionManager:
                 for session in self.store.load_all():
                     if not self.actuator.exists(session.cgroup) and self.actuator.volatile:
                         self._restore_volatile(session, adopted_too=False)  # started by another process
+                    extra_ended: dict = {}
                     if not self.actuator.exists(session.cgroup):
                         reason = "cgroup vanished"
+                        if session.container:
+                            reason, extra_ended = self.containers.ended(session)
+                    elif session.container:
+                        continue  # Docker ends its processes and removes the cgroup: wait for that
                     elif session.owned and not self.actuator.procs(session.cgroup):
                         reason = "exited"
                         try:
@@ -228,7 +260,7 @@ class SessionManager:
                             continue  # a process joined meanwhile: not dead after all
                     else:
                         continue
-                    extra = profile_for(session.session_id) if profile_for else None
+                    extra = dict(extra_ended, **(profile_for(session.session_id) or {})) if profile_for else extra_ended
                     self.store.remove(session.session_id, self._ended_profile(session, now, reason, extra))
                     self._children.pop(session.session_id, None)
                     ended.append(session.session_id)
@@ -274,13 +306,16 @@ class SessionManager:
             "limits": session.limits.to_dict() if session.limits else None,
             "labels": dict(session.labels), "command": list(session.command),
         }
+        if session.container:
+            profile.update(container=session.container, image=session.image)
         profile.update(extra or {})
         return profile
 
 
-def adopted_id(cgroup: str, taken: dict[str, str]) -> str:
-    """A valid session id from a cgroup's last component, unique among `taken` (id -> cgroup)."""
-    base = re.sub(r"[^A-Za-z0-9_.-]", "-", cgroup.rsplit("/", 1)[-1]).lstrip("_.-")[:63] or "cgroup"
+def adopted_id(cgroup: str, taken: dict[str, str], name: str | None = None) -> str:
+    """A valid session id from `name` (a container's) or the cgroup's last component, unique among
+    `taken` (id -> cgroup)."""
+    base = re.sub(r"[^A-Za-z0-9_.-]", "-", name or cgroup.rsplit("/", 1)[-1]).lstrip("_.-")[:63] or "cgroup"
     if taken.get(base, cgroup) == cgroup:
         return base
     return f"{base[:54]}-{hashlib.sha1(cgroup.encode()).hexdigest()[:8]}"

@@ -15,6 +15,7 @@ from typing import Callable
 from agent.actuate.base import Actuator
 from agent.actuate.cgroup_v1 import CgroupV1Actuator
 from agent.actuate.cgroup_v2 import CgroupV2Actuator
+from agent.actuate.docker import DockerActuator
 from agent.actuate.dryrun import DryRunActuator
 from agent.anomaly import AnomalyDetector
 from agent.anomaly_learned import ForecastResiduals
@@ -22,6 +23,8 @@ from agent.collect.collector import Collector
 from agent.collect.detect import detect_cgroup_version
 from agent.collect.procfs import read_host_capacity
 from agent.config import Config
+from agent.docker_client import docker_configured
+from agent.docker_watch import docker_specs, watch_containers
 from agent.forecast import ModelHolder
 from agent.http import AgentHttpServer, health, parse_listen
 from agent.lifecycle import SessionManager
@@ -73,9 +76,11 @@ def choose_actuator(cfg: Config, dry_run: bool) -> tuple[Actuator, str, list[str
         note = f"cgroups under {root} cannot be written (not root?): using the dry-run backend"
         log.warning(note)
         return DryRunActuator(), f"dry-run ({version} read-only)", [note]
-    if version == "v1":
-        return CgroupV1Actuator(root), "cgroup-v1", []
-    return CgroupV2Actuator(root), "cgroup-v2", []
+    files = CgroupV1Actuator(root) if version == "v1" else CgroupV2Actuator(root)
+    if docker_configured():  # containers through the Docker SDK, imported when the first one shows up
+        docker = DockerActuator(files)
+        return docker, docker.name, []
+    return files, files.name, []
 
 
 _DEFAULT_DETECTOR = object()  # build_agent's default: a fresh AnomalyDetector
@@ -190,6 +195,8 @@ async def run_agent(agent: Agent, *, ticks: int | None = None, clock: Callable[[
     try:
         async with asyncio.TaskGroup() as tg:
             bus_tasks = [tg.create_task(coro) for coro in bus.tasks()]
+            if specs := docker_specs(agent.cfg.agent.adopt):  # containers that appear later
+                bus_tasks.append(tg.create_task(watch_containers(agent.manager, specs, stop, clock)))
             await _tick_until_stopped(agent, ticks, clock, stop)
             if not await bus.drain(drain_seconds):
                 log.warning("telemetry not all sent within %.1fs: the rest stays in the spool", drain_seconds)

@@ -1,7 +1,8 @@
 """Session descriptors and their on-disk record, so a restarted agent re-adopts its sessions.
 
 A session is a cgroup (at the same relative path in every v1 hierarchy, or one
-directory in v2) plus what the agent knows about it. Records live as one JSON
+directory in v2) plus what the agent knows about it; a container session also
+names its Docker container, whose cgroup it is. Records live as one JSON
 file per session under `<state_dir>/sessions/`, written atomically.
 """
 
@@ -41,6 +42,8 @@ class Session:
     labels: dict[str, str] = field(default_factory=dict)
     pid: int | None = None          # leader process of an owned session
     command: list[str] = field(default_factory=list)
+    container: str | None = None    # Docker container id of a container session (its cgroup is Docker's)
+    image: str | None = None        # the container's image
 
     def to_dict(self) -> dict:
         return {
@@ -53,6 +56,8 @@ class Session:
             "labels": dict(self.labels),
             "pid": self.pid,
             "command": list(self.command),
+            "container": self.container,
+            "image": self.image,
         }
 
     @classmethod
@@ -67,6 +72,8 @@ class Session:
             labels=dict(d.get("labels") or {}),
             pid=d.get("pid"),
             command=list(d.get("command") or []),
+            container=d.get("container"),
+            image=d.get("image"),
         )
 
 

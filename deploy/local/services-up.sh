@@ -23,4 +23,6 @@ if ! port_open 1883; then
   mosquitto -d -c /etc/mosquitto/mosquitto.conf || true
   wait_port 1883 Mosquitto
 fi
+# Docker Engine (container sessions): installed if missing, dockerd started by hand, local test image imported
+bash "$(dirname "$0")/docker-up.sh" || echo "services-up: Docker is not up (the Docker session tests will fail)" >&2
 echo "services-up: PostgreSQL, RabbitMQ and Mosquitto are answering"
