@@ -92,7 +92,8 @@ def cmd_sessions(args: argparse.Namespace) -> int:
         print("no sessions")
     for s in sessions:
         kind = "owned" if s.owned else "adopted"
-        print(f"{s.session_id:<24} {kind:<8} cgroup {s.cgroup:<32} limits {_fmt_limits(s.limits and s.limits.to_dict())}")
+        where = f"container {s.container[:12]:<22}" if s.container else f"cgroup {s.cgroup:<32}"
+        print(f"{s.session_id:<24} {kind:<8} {where} limits {_fmt_limits(s.limits and s.limits.to_dict())}")
     return 0
 
 

@@ -20,11 +20,14 @@ reported in `errors`, never raised.
 from __future__ import annotations
 
 import logging
+import os
 from collections import deque
 from dataclasses import dataclass, replace
 
+from agent.actuate import cgroupfs as fs
 from agent.actuate import docker_update as du
 from agent.actuate.base import ActuateError, Actuator, ApplyResult, clean_cgroup
+from agent.actuate.cgroup_v2 import CgroupV2Actuator
 from agent.actuate.mapping import DEFAULT_PERIOD_US, from_raw, host_capacity, to_raw
 from agent.collect.docker_cgroup import container_id_from_cgroup
 from agent.collect.errors import CgroupVanished
@@ -144,12 +147,15 @@ class DockerActuator:
         want = to_raw(new, container.period_us)
         have = to_raw(current, container.period_us) if current is not None else None
         cpu, mem = du.update_fields(want, have, container.nano, self.host_cpu_cores)
+        refused = bool(mem) and have is not None and want.mem_max < have.mem_max and self._v2_under_usage(cgroup, want)
+        if refused:  # cgroup v2 would answer with the OOM killer, not EBUSY: refuse here, as the v2 backend does
+            mem = {}
         errors: list[str] = []
         if cpu and have is not None and 0 <= want.quota_us < have.burst_us:
             errors += self._write_burst(cgroup, current, 0.0)  # the kernel refuses a quota under the burst
         outcome = self._update(cgroup, container, {**cpu, **mem}) if cpu or mem else "ok"
-        refused = outcome == "refused"
-        if refused and cpu:
+        refused = refused or outcome == "refused"
+        if outcome == "refused" and cpu:
             outcome = self._update(cgroup, container, cpu)  # Docker dropped the CPU part too: alone now
         if outcome not in ("ok", "refused"):
             errors.append(outcome)
@@ -193,6 +199,15 @@ class DockerActuator:
         self.updates.append((clean_cgroup(cgroup), dict(fields), outcome))
         log.debug("docker update %s %s: %s", container.id[:12], fields, outcome)
         return outcome
+
+    def _v2_under_usage(self, cgroup: str, want) -> bool:
+        if not isinstance(self.files, CgroupV2Actuator):
+            return False  # v1 refuses a limit under usage itself (EBUSY), after reclaiming what it can
+        try:
+            usage = fs.read_int(os.path.join(self.files.root, clean_cgroup(cgroup), "memory.current"))
+        except (OSError, ValueError):
+            return False
+        return want.mem_max < usage
 
     def _write_burst(self, cgroup: str, in_force: Limits, burst: float) -> list[str]:
         """The CFS burst through the cgroup file (Docker has none); no write when it is already so."""

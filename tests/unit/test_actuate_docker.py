@@ -151,3 +151,28 @@ def test_membership_of_a_container_stays_with_docker(act, api):
     with pytest.raises(ActuateError, match="stop it through Docker"):
         act.remove(CG)
     assert act.procs_files(CG) == []
+
+
+def test_on_cgroup_v2_a_shrink_under_usage_is_refused_before_docker_is_asked(tmp_path):
+    """v2 answers memory.max under usage with the OOM killer, so nothing under memory.current is sent."""
+    from types import SimpleNamespace
+
+    from agent.actuate.cgroup_v2 import CgroupV2Actuator
+    from tests.unit.test_actuate_v2 import INNER_FILES, LEAF_FILES, ROOT_FILES, populate
+
+    root = tmp_path / "unified"
+    populate(root, ROOT_FILES)
+    populate(root / "docker", INNER_FILES)
+    populate(root / CG, {**LEAF_FILES, "cpu.max": "25000 100000\n", "memory.max": f"{128 * MIB}\n",
+                         "memory.current": f"{100 * MIB}\n"})
+    sent = []
+    api = SimpleNamespace(inspect_container=lambda cid: {"Id": cid, "HostConfig": {}},
+                          update_container=lambda cid, **kw: sent.append(kw))
+    act = DockerActuator(CgroupV2Actuator(str(root), host_cpu_cores=4.0, host_mem_bytes=8 * 1024 * MIB),
+                         DockerConnection(lambda: SimpleNamespace(api=api)))
+    old = act.read_limits(CG)
+    result = act.apply(CG, Limits(0.5, 0.5, 32 * MIB, 64 * MIB), old)
+    assert result.refused_shrink and not result.errors
+    assert sent == [{"cpu_shares": 512, "cpu_period": 100_000, "cpu_quota": 50_000}], "no memory field sent"
+    assert act.apply(CG, Limits(0.5, 0.5, 32 * MIB, 112 * MIB), result.applied).ok
+    assert sent[-1]["mem_limit"] == 112 * MIB, "above usage it goes through"
