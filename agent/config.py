@@ -65,6 +65,22 @@ class PolicySection:
     burst_fraction: float = 1.0           # CFS burst as a fraction of the quota (kernel caps it at 1)
     host_cpu_reserve: float = 0.1         # cores kept back for the host itself
     host_mem_reserve: int = 256 * 1024**2
+    # Memory moves in steps: the hard limit also stays above the recent peak (a peak that halves
+    # every mem_peak_half_life_seconds; 0 turns this floor off), plus mem_peak_margin.
+    mem_peak_half_life_seconds: float = 3 * 86400.0
+    mem_peak_margin: float = 0.5
+    mem_cooldown_down_seconds: float = 0.0  # the memory cap waits at least this long to come down
+    # Online conformal correction (agent/conformal.py): per session, each level's margin adapts so
+    # its share of steps with demand at or above it tracks the target below (0: no correction).
+    conformal: bool = True
+    cpu_cap_miss: float = 0.01            # CPU cap (quota)
+    cpu_share_miss: float = 0.0           # CPU guaranteed share (weight)
+    mem_cap_miss: float = 0.001           # memory hard limit (a miss is an OOM kill)
+    mem_share_miss: float = 0.0           # memory soft limit / memory.low
+    conformal_gain: float = 0.05          # log-factor step per miss (x (1 - target)) per conformal step
+    conformal_step_seconds: float = 300.0  # the time one full update stands for
+    conformal_min: float = 0.5            # the factor stays in [min, max]
+    conformal_max: float = 4.0
 
 
 @dataclass
@@ -180,6 +196,15 @@ def _validate(cfg: Config) -> None:
         (cfg.policy.oom_bump >= 1 and cfg.policy.throttle_bump >= 1, "[policy] bumps must be >= 1"),
         (0 <= cfg.policy.burst_fraction <= 1, "[policy] burst_fraction must be in [0, 1]"),
         (cfg.policy.hysteresis >= 0, "[policy] hysteresis must be >= 0"),
+        (min(cfg.policy.mem_peak_half_life_seconds, cfg.policy.mem_peak_margin,
+             cfg.policy.mem_cooldown_down_seconds) >= 0,
+         "[policy] mem_peak_half_life_seconds, mem_peak_margin and mem_cooldown_down_seconds must be >= 0"),
+        (all(0 <= x < 1 for x in (cfg.policy.cpu_cap_miss, cfg.policy.cpu_share_miss, cfg.policy.mem_cap_miss,
+                                  cfg.policy.mem_share_miss)), "[policy] *_miss targets must be in [0, 1)"),
+        (cfg.policy.conformal_gain >= 0 and cfg.policy.conformal_step_seconds > 0,
+         "[policy] need conformal_gain >= 0 and conformal_step_seconds > 0"),
+        (0 < cfg.policy.conformal_min <= 1 <= cfg.policy.conformal_max,
+         "[policy] need 0 < conformal_min <= 1 <= conformal_max"),
         (cfg.forecast.threads >= 1, "[forecast] threads must be >= 1"),
         (cfg.anomaly.sessions_per_tick >= 1, "[anomaly] sessions_per_tick must be >= 1"),
         (cfg.anomaly.every_ticks >= 1, "[anomaly] every_ticks must be >= 1"),

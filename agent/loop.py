@@ -25,7 +25,7 @@ from agent.lifecycle import SessionManager
 from agent.limits import Decision, Limits
 from agent.metrics import AgentMetrics
 from agent.override import safe_override
-from agent.policy import LEVEL_FIELDS, PolicyMemo, Proposal, bump_sample, decide
+from agent.policy import PolicyMemo, Proposal, bump_sample, decide
 from agent.prediction import Prediction
 from agent.profile import build_profile
 from agent.runtime import SessionRuntime, SessionSnapshot
@@ -56,11 +56,7 @@ RecordSink = Callable[[TickReport], None]
 
 
 def _fresh_memo(now: float) -> PolicyMemo:
-    """A new or re-adopted session counts as just changed: no decrease before the cooldown has run,
-    so a session is never shrunk on its first sample, before it has allocated what it came for."""
-    memo = PolicyMemo()
-    memo.last_up.update({name: now for name in LEVEL_FIELDS})
-    return memo
+    return PolicyMemo.started(now)    # no decrease before the cooldown has run (the replay does the same)
 
 
 class AgentLoop:

@@ -1,15 +1,20 @@
 """Forecast quantiles -> two levels per resource, as a chain of small named steps (pure).
 
 For each of cpu_limit, cpu_request, mem_limit, mem_request (agent/limits.py):
-  1 base estimate  the upper quantile sizes a limit (burstable cap), the central one a request
+  0 observe        fold the demand seen under the levels in force into the session's conformal
+                   factors (agent/conformal.py) and its decaying memory peak
+  1 base estimate  the upper quantile sizes a limit (burstable cap), the central one a request,
+                   times the level's conformal factor (its miss rate tracks [policy] *_miss)
   2 safety margin  cpu_margin / mem_margin relative, plus mem_headroom_bytes on memory
   3 confidence     a young session (few samples) gets extra headroom; a young cap >= initial allocation
+  3b recent peak   a memory cap >= the decaying recent peak x (1 + mem_peak_margin)
   4 usage floor    caps never below what is in use now (a memory cap stays headroom above it),
                    nor the memory request; the CPU request may be (CPU is compressible)
   5 bounds         the session's [min, max] inside the fleet-wide one; request <= limit
   6 hysteresis     a relative change under `hysteresis` keeps the old value
-  7 cooldown       a change waits cooldown_{up,down}_seconds after the last change of that field;
-                   a memory shrink the kernel refused (EBUSY) waits as long before its retry
+  7 cooldown       a change waits cooldown_{up,down}_seconds after the last change of that field
+                   (a memory cap's decrease at least mem_cooldown_down_seconds); a memory shrink
+                   the kernel refused (EBUSY) waits cooldown_down_seconds before its retry
   8 CPU burst      burst_fraction of the quota
 Steps 6 and 7 never hold a value under the usage floor or outside the bounds. Every time
 is a float `now` passed in, so the agent loop and the replay simulator (any step size)
@@ -36,23 +41,24 @@ the seconds in "hold: cooldown Ns left" reasons recounted, at a fraction of the 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple
 
+from agent import conformal
 from agent.config import PolicySection
 from agent.limits import Bounds, Limits
+from agent.policy_memo import PolicyMemo
 from agent.policy_steps import (
     LEVEL_FIELDS, base_estimate, bump_sample, bump_sample_explained, clamp,
-    cpu_burst_for, effective_bounds, finite, is_young, mem_cap_floor, round_cpu_up, round_mem_up,
+    cpu_burst_for, effective_bounds, finite, is_young, mem_cap_floor, peak_floor, round_cpu_up, round_mem_up,
     limits_differ, same_value, usage_floor, with_confidence, with_margin, within_hysteresis, young_extra,
 )
 from agent.policy_recall import Answer, Hold, WaitClock, config_snapshot, texts
 from agent.prediction import Prediction, ResourcePrediction
 from agent.units import format_size
 
-__all__ = ["Usage", "Proposal", "PolicyMemo", "decide", "limits_differ", "bump_sample", "bump_sample_explained"]
-
-_ALIASES = {"mem": "mem_limit", "memory": "mem_limit", "cpu": "cpu_limit"}
+__all__ = ["Usage", "Proposal", "PolicyMemo", "decide", "limits_differ", "bump_sample", "bump_sample_explained",
+           "LEVEL_FIELDS"]
 
 
 class Usage(NamedTuple):
@@ -70,64 +76,19 @@ class Proposal:
     bounds: Bounds | None = None       # the effective bounds it respected (arbitration keeps them)
 
 
-@dataclass(slots=True)
-class PolicyMemo:
-    """Per-session policy memory: when each field last went up or down, refused shrinks."""
-    last_up: dict[str, float] = field(default_factory=dict)
-    last_down: dict[str, float] = field(default_factory=dict)
-    refused_at: dict[str, float] = field(default_factory=dict)   # field -> when a shrink got EBUSY
-    seen: Limits | None = None         # `current` at the previous decision
-    decided_at: float | None = None
-    changes: int = 0                   # field changes seen taking effect
-    answer: "Answer | None" = field(default=None, compare=False, repr=False)  # decide's last answer
-
-    def last_change(self, name: str) -> float | None:
-        times = [t for t in (self.last_up.get(name), self.last_down.get(name)) if t is not None]
-        return max(times) if times else None
-
-    def shrink_refused(self, now: float, resource: str = "mem_limit") -> None:
-        """The kernel refused to lower `resource` (EBUSY): keep the old value, retry after cooldown.
-
-        `resource` is a Limits field name ("mem" and "memory" mean mem_limit). Never raises.
-        """
-        name = _ALIASES.get(resource, resource) if isinstance(resource, str) else None
-        if finite(now) and name in LEVEL_FIELDS:
-            self.refused_at[name] = float(now)
-
-    def observe(self, current: Limits | None, now: float) -> None:
-        """Record the changes that took effect since the previous decision."""
-        if current is not None and self.decided_at is not None and current is not self.seen:
-            when = self.decided_at  # (the very object seen last time cannot have changed: frozen)
-            for name in LEVEL_FIELDS:
-                new = getattr(current, name)
-                old = getattr(self.seen, name) if self.seen is not None else None
-                if old is None or not same_value(name, old, new):
-                    (self.last_up if old is None or new > old else self.last_down)[name] = when
-                    self.changes += 1
-        self.seen, self.decided_at = current, now
-
-    def to_dict(self) -> dict:
-        return {"last_up": dict(self.last_up), "last_down": dict(self.last_down),
-                "refused_at": dict(self.refused_at), "seen": self.seen.to_dict() if self.seen else None,
-                "decided_at": self.decided_at, "changes": self.changes}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "PolicyMemo":
-        return cls(last_up=dict(d.get("last_up") or {}), last_down=dict(d.get("last_down") or {}),
-                   refused_at=dict(d.get("refused_at") or {}),
-                   seen=Limits.from_dict(d["seen"]) if d.get("seen") else None,
-                   decided_at=d.get("decided_at"), changes=int(d.get("changes") or 0))
-
-
 class _Resource:
     """The knobs and inputs of one resource for one call."""
-    __slots__ = ("name", "margin", "headroom", "initial", "lo", "hi", "used", "extra", "young", "quantiles")
+    __slots__ = ("name", "margin", "headroom", "initial", "lo", "hi", "used", "extra", "young", "quantiles",
+                 "factors", "peak", "peak_margin")
 
     def __init__(self, name: str, margin: float, headroom: float, initial: float, lo: float, hi: float,
-                 used: float, extra: float, young: bool, cfg: PolicySection) -> None:
+                 used: float, extra: float, young: bool, cfg: PolicySection,
+                 factors: tuple[float, float] = (1.0, 1.0), peak: float = 0.0) -> None:
         self.name, self.margin, self.headroom, self.initial = name, margin, headroom, initial
         self.lo, self.hi, self.used, self.extra, self.young = lo, hi, used, extra, young
         self.quantiles = {"request": cfg.central_quantile, "limit": cfg.upper_quantile}
+        self.factors = {"limit": factors[0], "request": factors[1]}
+        self.peak, self.peak_margin = peak, cfg.mem_peak_margin     # the memory cap's floor (0: none)
 
     def fmt(self, x: float) -> str:
         return f"{x:.2f}" if self.name == "cpu" else format_size(x)
@@ -150,7 +111,11 @@ class _Resource:
         step, v = why
         if step == "forecast":
             young = f" + young {self.extra:.0%}" if self.extra else ""
-            return f"forecast p{self.quantiles[level] * 100:g} {self.fmt(v)} + margin{young}"
+            f = self.factors[level]
+            corr = f" x conformal {f:.2f}" if f != 1.0 else ""
+            return f"forecast p{self.quantiles[level] * 100:g} {self.fmt(v)}{corr} + margin{young}"
+        if step == "peak":
+            return f"recent peak {self.fmt(v)} + {self.peak_margin:.0%}"
         if step == "usage":
             return f"usage {self.fmt(v)} floor" + (" + headroom" if self.name == "mem" and level == "limit" else "")
         return {"kept": "no forecast, kept", "initial": "no forecast, initial allocation",
@@ -171,13 +136,16 @@ def _target(r: _Resource, level: str, pred: ResourcePrediction | None, old: floa
     """Steps 1-5 for one field: the value wanted now, and which step settled it."""
     q = base_estimate(pred, level)                                           # finite or NaN
     if q == q:                                                               # 1, 2, 3
-        x, why = with_confidence(with_margin(q, r.margin, r.headroom), r.extra), ("forecast", q)
+        x = with_confidence(with_margin(q * r.factors[level], r.margin, r.headroom), r.extra)
+        why = ("forecast", q)
     elif old is not None and finite(old):
         x, why = old, ("kept", old)
     else:
         x, why = r.initial, ("initial", r.initial)
     if level == "limit" and r.young and x < r.initial:                       # 3
         x, why = r.initial, ("young", r.initial)
+    if level == "limit" and r.peak > x:                                      # 3b
+        x, why = r.peak, ("peak", r.peak / (1.0 + r.peak_margin))
     if x < floor:                                                            # 4
         x, why = floor, ("usage", r.used)
     x = r.round_up(x)
@@ -208,13 +176,20 @@ def _settle(name: str, level: str, target: float, why: tuple[str, float], old: f
             left, expiry = clock.waited(now, refused, cfg.cooldown_down_seconds)
             if left > 0:
                 return old, Hold(f"{name} hold: shrink refused (EBUSY), retry in ", expiry, "s")
-        left, expiry = clock.waited(now, memo.last_change(name),
-                                    cfg.cooldown_up_seconds if up else cfg.cooldown_down_seconds)
+        left, expiry = clock.waited(now, memo.last_change(name), _cooldown(name, up, cfg))
         if left > 0:
             return old, Hold(f"{name} hold: cooldown ", expiry,
                               f"s left ({'up' if up else 'down'} to {r.fmt(target)})")
     memo.refused_at.pop(name, None)           # this proposal is the retry
     return target, f"{name} {'up' if up else 'down'}: {r.describe(level, why)}"
+
+
+def _cooldown(name: str, up: bool, cfg: PolicySection) -> float:
+    if up:
+        return cfg.cooldown_up_seconds
+    if name == "mem_limit":                   # memory comes down slower: an OOM kill costs the session
+        return max(cfg.cooldown_down_seconds, cfg.mem_cooldown_down_seconds)
+    return cfg.cooldown_down_seconds
 
 
 def decide(now: float, prediction: Prediction | None, current: Limits | None,
@@ -225,12 +200,13 @@ def decide(now: float, prediction: Prediction | None, current: Limits | None,
     `current` is what is in force (None when unknown: the proposal then sets every field);
     `usage` is (cpu cores used over the last interval, memory bytes in use now).
     """
-    memo.observe(current, now)
     cpu_used, mem_used = _usage(usage)
+    factors, peak = _observe(now, current, cpu_used, mem_used, bounds, cfg, memo)         # 0
+    memo.observe(current, now)
     samples = prediction.samples if prediction is not None else 0
     young = is_young(samples, cfg.young_samples)
     extra = young_extra(samples, cfg.young_samples, cfg.young_margin)
-    key = (cpu_used, mem_used, young, extra, current, bounds,
+    key = (cpu_used, mem_used, young, extra, current, bounds, factors, peak,
            None if prediction is None else prediction.cpu, None if prediction is None else prediction.mem)
     a, cfg_state = memo.answer, getattr(cfg, "__dict__", None)
     if (a is not None and a.lo <= now < a.hi and a.key == key and a.cfg is cfg and a.cfg_state == cfg_state
@@ -242,7 +218,7 @@ def decide(now: float, prediction: Prediction | None, current: Limits | None,
                         bounds=p.bounds)
     clock = WaitClock()
     proposal, reasons = _decide(now, prediction, current, bounds, cfg, memo, cpu_used, mem_used, young, extra,
-                                clock)
+                                clock, factors, peak)
     if cfg_state is not None:  # a config we can snapshot (a changed one must not get an old answer)
         memo.answer = Answer(key, cfg, config_snapshot(cfg_state), clock.lo, clock.hi, dict(memo.last_up),
                              dict(memo.last_down), dict(memo.refused_at), reasons, proposal,
@@ -250,15 +226,41 @@ def decide(now: float, prediction: Prediction | None, current: Limits | None,
     return proposal
 
 
+def _observe(now: float, current: Limits | None, cpu_used: float, mem_used: float, bounds: Bounds,
+             cfg: PolicySection, memo: PolicyMemo) -> tuple[tuple[float, ...], float]:
+    """Step 0: the demand seen under `current` updates the conformal factors and the memory peak.
+
+    Returns the factors to apply (LEVELS' order) and the memory cap's peak floor (0: none)."""
+    peak = 0.0
+    if cfg.mem_peak_half_life_seconds > 0:
+        peak = peak_floor(memo.observe_memory(mem_used, now, cfg.mem_peak_half_life_seconds), cfg.mem_peak_margin)
+    if not cfg.conformal:
+        return _NO_FACTORS, peak
+    state = memo.conformal
+    if state is None:
+        state = memo.conformal = conformal.Conformal()
+    if current is not None:
+        b = effective_bounds(bounds, cfg)
+        conformal.update(state, now, (current.cpu_limit, current.cpu_request, current.mem_limit,
+                                      current.mem_request), (cpu_used, mem_used), (b.cpu_max, b.mem_max), cfg)
+    else:
+        state.at = now                        # the next call measures the interval from here
+    return conformal.factors(state), peak
+
+
+_NO_FACTORS = (1.0, 1.0, 1.0, 1.0)
+
+
 def _decide(now: float, prediction: Prediction | None, current: Limits | None, bounds: Bounds,
             cfg: PolicySection, memo: PolicyMemo, cpu_used: float, mem_used: float, young: bool, extra: float,
-            clock: WaitClock) -> tuple[Proposal, tuple]:
+            clock: WaitClock, factors: tuple[float, ...] = _NO_FACTORS, peak: float = 0.0) -> tuple[Proposal, tuple]:
     """The chain itself (decide's docstring), and its reasons with the counting-down ones unformatted."""
     b = effective_bounds(bounds, cfg)
     resources = (
-        _Resource("cpu", cfg.cpu_margin, 0.0, cfg.initial_cpu, b.cpu_min, b.cpu_max, cpu_used, extra, young, cfg),
+        _Resource("cpu", cfg.cpu_margin, 0.0, cfg.initial_cpu, b.cpu_min, b.cpu_max, cpu_used, extra, young, cfg,
+                  factors[0:2]),
         _Resource("mem", cfg.mem_margin, cfg.mem_headroom_bytes, cfg.initial_memory, b.mem_min, b.mem_max,
-                  mem_used, extra, young, cfg),
+                  mem_used, extra, young, cfg, factors[2:4], peak),
     )
     out: dict[str, float] = {}
     reasons: list[str | Hold] = []

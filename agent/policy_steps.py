@@ -65,6 +65,29 @@ def with_confidence(x: float, extra: float) -> float:
     return x * (1.0 + extra)
 
 
+# 3b. recent memory peak ---------------------------------------------------------------------
+# Memory moves in steps and an OOM kill costs the session: the hard limit stays above a recent
+# peak that decays (halves every half_life seconds), so it comes down slowly after a step down.
+
+PEAK_GRID = math.log(1.02)   # the floor moves up in steps of 2 %: a remembered answer survives the decay
+
+
+def decayed_peak(peak: float, at: float | None, now: float, half_life: float) -> float:
+    """`peak` recorded at `at`, as it stands at `now` (0 when there is none or half_life <= 0)."""
+    if at is None or half_life <= 0 or not finite(peak) or peak <= 0:
+        return 0.0
+    dt = now - at
+    return peak * 0.5 ** (dt / half_life) if dt > 0 else peak
+
+
+def peak_floor(peak: float, margin: float) -> float:
+    """peak x (1 + margin), rounded up onto a 2 % grid; 0 without a peak."""
+    if not finite(peak) or peak <= 0:
+        return 0.0
+    x = peak * (1.0 + margin)
+    return math.exp(math.ceil(math.log(x) / PEAK_GRID) * PEAK_GRID)
+
+
 # 4. usage floor ---------------------------------------------------------------------------
 
 def usage_floor(used: float, headroom: float = 0.0) -> float:

@@ -34,6 +34,15 @@ def replay_policy(**overrides) -> PolicySection:
     return dataclasses.replace(PolicySection(cpu_min=0.01), **overrides)
 
 
+# The agent's own additions to a forecast, off for a baseline: its rule is what users would pick instead.
+AGENT_ONLY_OFF = {"conformal": False, "mem_peak_half_life_seconds": 0.0}
+
+
+def baseline_policy(**overrides) -> PolicySection:
+    """A baseline's policy: the agent's chain without the conformal correction and the memory peak."""
+    return replay_policy(**(AGENT_ONLY_OFF | overrides))
+
+
 def baseline_run(name: str, rule_factory: Callable[[], Rule], cfg: PolicySection) -> PolicyRun:
     def make(caps: dict[str, np.ndarray]):
         return BaselineForecaster(rule_factory(), cfg.central_quantile, cfg.upper_quantile, caps)
@@ -58,16 +67,27 @@ def model_run(name: str, model_path: str, cfg: PolicySection, lookahead_steps: i
     return PolicyRun(name, make, cfg)
 
 
+# Each baseline's own rule: its forecaster and the margins that make "p90 x 1.15" or "peak + 10 %".
+_BASELINE_RULES: dict[str, tuple[Callable[[], Rule], dict]] = {
+    "vpa": (DecayingHistogram, {"upper_quantile": 0.9, "cpu_margin": 0.15, "mem_margin": 0.15}),
+    "window_peak": (lambda: WindowPeak(288), {"cpu_margin": 0.10, "mem_margin": 0.10}),
+    "last_value": (LastValue, {}),
+    "ewma": (Ewma, {}),
+    "static": (Static, {"cpu_margin": 0.0, "mem_margin": 0.0, "mem_headroom_bytes": 0, "hysteresis": 0.0}),
+}
+
+
+def named_baseline(kind: str, name: str | None = None, **overrides) -> PolicyRun:
+    """A baseline of BASELINES with its own margins (`overrides` on top of them)."""
+    rule, own = _BASELINE_RULES[kind]
+    return baseline_run(name or kind, rule, baseline_policy(**(own | overrides)))
+
+
 def standard_runs(model_path: str = "", model_name: str = "model") -> list[PolicyRun]:
     return [
         model_run(model_name, model_path, replay_policy()),
         model_run(f"{model_name}_p90_m30", model_path, replay_policy(upper_quantile=0.9, cpu_margin=0.3)),
-        baseline_run("vpa", DecayingHistogram, replay_policy(upper_quantile=0.9, cpu_margin=0.15, mem_margin=0.15)),
-        baseline_run("window_peak", lambda: WindowPeak(288), replay_policy(cpu_margin=0.10, mem_margin=0.10)),
-        baseline_run("last_value", LastValue, replay_policy()),
-        baseline_run("ewma", Ewma, replay_policy()),
-        baseline_run("static", Static, replay_policy(cpu_margin=0.0, mem_margin=0.0, mem_headroom_bytes=0,
-                                                     hysteresis=0.0)),
+        *(named_baseline(kind) for kind in BASELINES),
     ]
 
 
@@ -79,12 +99,11 @@ def frontier_runs(model_path: str = "") -> list[tuple[str, PolicyRun]]:
             runs.append(("model", model_run(f"model_q{uq:g}_m{m:g}", model_path,
                                             replay_policy(upper_quantile=uq, cpu_margin=m))))
     for q in (0.9, 0.95, 0.99):
-        runs.append(("vpa", baseline_run(f"vpa_p{q * 100:g}", DecayingHistogram,
-                                         replay_policy(upper_quantile=q, cpu_margin=0.15, mem_margin=0.15))))
+        runs.append(("vpa", named_baseline("vpa", f"vpa_p{q * 100:g}", upper_quantile=q)))
     for w in (12, 72, 288):
         runs.append(("window_peak", baseline_run(f"window_peak_{w * 5 // 60}h", lambda w=w: WindowPeak(w),
-                                                 replay_policy(cpu_margin=0.10, mem_margin=0.10))))
+                                                 baseline_policy(cpu_margin=0.10, mem_margin=0.10))))
     for m in (0.15, 0.5, 1.0):
-        runs.append(("last_value", baseline_run(f"last_value_m{m:g}", LastValue, replay_policy(cpu_margin=m))))
-        runs.append(("ewma", baseline_run(f"ewma_m{m:g}", Ewma, replay_policy(cpu_margin=m))))
+        runs.append(("last_value", named_baseline("last_value", f"last_value_m{m:g}", cpu_margin=m)))
+        runs.append(("ewma", named_baseline("ewma", f"ewma_m{m:g}", cpu_margin=m)))
     return runs

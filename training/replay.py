@@ -77,12 +77,14 @@ def _start(s: Series, cfg: PolicySection, spec: FeatureSpec, history: int) -> _L
     bounds = Bounds(cpu_min=cfg.cpu_min, cpu_max=cpu, mem_min=cfg.mem_min, mem_max=int(mem))
     return _Live(series=s, index={float(t): i for i, t in enumerate(s.times)},
                  state=SessionState(s.name, history, started_at=float(s.times[0])),
-                 steps=StepAggregator.for_spec(spec), memo=PolicyMemo(), limits=limits, bounds=bounds,
+                 steps=StepAggregator.for_spec(spec), memo=PolicyMemo.started(float(s.times[0])), limits=limits,
+                 bounds=bounds,
                  track=SessionTrack(len(s)))
 
 
 def _observe(live: _Live, i: int, t: float, cfg: PolicySection) -> tuple[float, float]:
-    """The sample the agent would read at step i under the limits in force; returns (cpu, mem) used."""
+    """The sample the agent would read at step i under the limits in force; returns the (cpu, mem)
+    demand the agent's loop would hand the policy (usage, or the bumped sample when censored)."""
     s, lim = live.series, live.limits
     d_cpu, d_mem = float(s.get("cpu_cores")[i]), float(s.get("mem_bytes")[i])
     live.track.record(i, d_cpu, d_mem, lim)
@@ -97,7 +99,8 @@ def _observe(live: _Live, i: int, t: float, cfg: PolicySection) -> tuple[float, 
     sample = bump_sample(Sample(t=t, values=values, oom_kills=ooms), lim, cfg)
     live.state.push(sample)
     live.steps.add(sample)
-    return cpu_used, d_mem
+    # what the loop hands decide: usage, raised to the bumped sample when one was recorded
+    return max(cpu_used, sample.values["cpu_cores"]), max(d_mem, sample.values.get("mem_bytes", d_mem))
 
 
 def replay_host(group: Sequence[Series], run: PolicyRun, history: int = 12) -> list[dict]:

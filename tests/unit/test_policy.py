@@ -118,7 +118,7 @@ def test_cpu_cap_never_below_usage_but_the_request_may_be():
 
 
 def test_memory_cap_keeps_headroom_above_usage_and_request_covers_usage():
-    p = first(pred(mem=(100 * MIB, 200 * MIB)), usage=(0.1, 2 * GIB))
+    p = first(pred(mem=(100 * MIB, 200 * MIB)), usage=(0.1, 2 * GIB), cfg=PolicySection(mem_peak_half_life_seconds=0))
     assert p.limits.mem_limit >= 2 * GIB + 64 * MIB
     assert p.limits.mem_request >= 2 * GIB
     assert "mem_limit set: usage 2.0G floor + headroom" in p.reasons

@@ -143,6 +143,9 @@ def test_heavy_throttling_becomes_a_bumped_cpu_sample():
     assert p.limits.cpu_limit == pytest.approx(quota * sim.cfg.throttle_bump * 1.15, abs=0.002)
 
 
+NO_PEAK = PolicySection(mem_peak_half_life_seconds=0)   # memory free to come down at once
+
+
 def refuse_first_shrink(sim: Sim) -> int:
     """Let demand fall until the first memory shrink is attempted and refused; returns the cap kept."""
     sim.warm_up(0.2, GIB)
@@ -157,7 +160,7 @@ def refuse_first_shrink(sim: Sim) -> int:
 
 
 def test_refused_memory_shrink_is_kept_and_retried_after_cooldown():
-    sim = Sim(window=3)
+    sim = Sim(window=3, cfg=NO_PEAK)
     cap = refuse_first_shrink(sim)
     refused_at = sim.now
     waited = []
@@ -175,7 +178,7 @@ def test_refused_memory_shrink_is_kept_and_retried_after_cooldown():
 
 
 def test_repeatedly_refused_shrink_keeps_retrying_without_error():
-    sim = Sim(window=3)
+    sim = Sim(window=3, cfg=NO_PEAK)
     cap = refuse_first_shrink(sim)
     for _ in range(200):
         sim.tick(0.2, 200 * MIB)
@@ -184,7 +187,7 @@ def test_repeatedly_refused_shrink_keeps_retrying_without_error():
 
 
 def test_refused_shrink_is_forgotten_when_demand_rises_again():
-    sim = Sim(window=3)
+    sim = Sim(window=3, cfg=NO_PEAK)
     refuse_first_shrink(sim)
     assert sim.memo.refused_at
     sim.tick(0.2, 2 * GIB)

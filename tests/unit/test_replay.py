@@ -11,7 +11,7 @@ import agent.policy
 from agent.config import PolicySection
 from training.baselines import LastValue, Static, WindowPeak
 from training.data import Series
-from training.policies import baseline_run, replay_policy
+from training.policies import baseline_run, named_baseline, replay_policy
 from training.replay import replay
 from training.replay_metrics import level_figures, summarize
 
@@ -37,8 +37,7 @@ def test_level_figures():
 
 def test_static_never_changes_and_wastes_what_is_unused():
     cpu, mem = wave()
-    (row,) = replay([series("a", cpu, mem)], baseline_run("static", Static, replay_policy(
-        cpu_margin=0.0, mem_margin=0.0, mem_headroom_bytes=0, hysteresis=0.0)))
+    (row,) = replay([series("a", cpu, mem)], named_baseline("static"))
     assert row["changes_per_hour"] == 0 and row["cpu_under"] == 0 and row["oom_kills"] == 0
     assert row["cpu_slack"] == pytest.approx(1 - cpu.mean() / 4.0, rel=1e-6)
 
