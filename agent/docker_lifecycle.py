@@ -84,6 +84,8 @@ class ContainerSessions:
             return "container gone", {}
         if state is None:
             return "container removed", {}
+        if state["status"] in ("running", "restarting"):  # a restart policy: not ended, and not ours to remove
+            return "container restarting", {}
         if session.owned:
             self.docker.remove(session.container)  # ours, ended: no stopped container left behind
         return "container exited", {"exit_code": state["exit_code"], "oom_killed": state["oom_killed"]}

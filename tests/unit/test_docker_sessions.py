@@ -232,3 +232,21 @@ def test_session_records_keep_the_container_and_read_old_records(tmp_path):
     legacy = Session("p", "pspe/p", True, 1.0).to_dict()
     del legacy["container"], legacy["image"]
     assert Session.from_dict(legacy).container is None
+
+
+def test_a_container_restarting_under_its_policy_is_not_removed(manager, api):
+    api.running(A, "ours", 101)
+    api.attrs[A]["State"]["Status"] = "restarting"
+    manager.store.save(Session("ours", f"docker/{A}", True, 1.0, container=A))  # its cgroup is gone meanwhile
+    assert manager.reap(now=2.0) == ["ours"]
+    assert manager.store.ended("ours")["reason"] == "container restarting" and api.removed == []
+
+
+def test_the_agent_imports_no_docker_sdk_until_a_container_shows_up():
+    import subprocess
+    import sys
+
+    code = ("import sys, agent.main, agent.cli, agent.lifecycle, agent.actuate.docker, agent.docker_watch; "
+            "print('docker' in sys.modules, 'requests' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
