@@ -78,8 +78,7 @@ def choose_actuator(cfg: Config, dry_run: bool) -> tuple[Actuator, str, list[str
         return DryRunActuator(), f"dry-run ({version} read-only)", [note]
     files = CgroupV1Actuator(root) if version == "v1" else CgroupV2Actuator(root)
     if docker_configured():  # containers through the Docker SDK, imported when the first one shows up
-        docker = DockerActuator(files)
-        return docker, docker.name, []
+        return DockerActuator(files), files.name, []
     return files, files.name, []
 
 

@@ -22,7 +22,7 @@ MIB = 1024**2
 
 def test_cpu_step_up_raises_the_containers_quota_in_docker_and_the_kernel(tmp_path, docker_client, prefix):
     agent = build_agent(agent_config(tmp_path))
-    assert isinstance(agent.manager.actuator, DockerActuator) and agent.backend == "cgroup-v1+docker"
+    assert isinstance(agent.manager.actuator, DockerActuator) and agent.backend == "cgroup-v1"
     s = agent.manager.start_container(prefix + "cpu", IMAGE, ["sh", "-c", "sleep 1.5; yes > /dev/null"],
                                       labels={"app": "t"}, network="none", now=time.time())
     assert s.cgroup == f"docker/{s.container}", "cgroupfs driver: <controller>/docker/<id>"
