@@ -42,3 +42,17 @@ bench-deps:
 bench: $(VENV)/.full
 	$(PY) benchmarks/agent_overhead.py --sessions 100 --json
 	$(PY) benchmarks/agent_overhead.py --sessions 1000 --json
+
+# Host release (deploy/host/): the wheel and a tarball with install.sh in dist/; -offline also
+# carries every dependency's wheel (this Python and CPU only); deb builds the venv on HOST_PYTHON.
+HOST_PYTHON ?= /usr/bin/python3
+.PHONY: package package-offline deb
+
+package:
+	sh deploy/host/package.sh --out dist --python $(PYTHON)
+
+package-offline:
+	sh deploy/host/package.sh --out dist --python $(PYTHON) --offline
+
+deb: package
+	sh deploy/host/build-deb.sh --out dist --python $(HOST_PYTHON) --wheel "$$(ls -t dist/pspe-*.whl | head -n 1)"
