@@ -115,7 +115,8 @@ class DockerSessions:
             network: str | None = None) -> ContainerInfo:
         """Create and start a container with the initial limits; SessionError when Docker refuses."""
         api = self.api
-        host_config = api.create_host_config(network_mode=network or None, **create_limits(limits))
+        # init: a real PID 1 (docker-init) forwards stop's SIGTERM and reaps zombies, so a stop is prompt
+        host_config = api.create_host_config(network_mode=network or None, init=True, **create_limits(limits))
         try:
             created = api.create_container(image, command=list(command) or None, name=name, detach=True,
                                            labels={**labels, SESSION_LABEL: "1"}, host_config=host_config)

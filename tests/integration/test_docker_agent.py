@@ -54,16 +54,26 @@ def test_cli_refuses_network_without_docker_and_says_why(tmp_path):
 def test_running_agent_adopts_a_labelled_container_that_appears_later(tmp_path, docker_client, prefix):
     agent = build_agent(agent_config(tmp_path, adopt=[f"docker:label=pspe.test={prefix}"]))
 
+    name = prefix + "late"
+
+    def measured(report):
+        return report is not None and name in report.sessions and report.sessions[name].samples >= 1
+
     async def scenario():
-        running = asyncio.create_task(run_agent(agent, ticks=20, clock=time.time))
+        stop = asyncio.Event()
+        running = asyncio.create_task(run_agent(agent, clock=time.time, stop=stop))
         await asyncio.sleep(0.5)
         await asyncio.to_thread(docker_client.containers.run, IMAGE, ["sleep", "600"], detach=True,
-                                name=prefix + "late", network_mode="none", labels={"pspe.test": prefix})
+                                name=name, network_mode="none", labels={"pspe.test": prefix})
+        deadline = time.time() + 30  # the watcher runs every 2 s; a loaded machine may need longer
+        while time.time() < deadline and not measured(agent.loop.last_report):
+            await asyncio.sleep(0.1)
+        stop.set()
         return await running
 
     report = asyncio.run(scenario())
-    assert prefix + "late" in report.sessions, "the watcher adopted it and the loop measured it"
-    assert report.sessions[prefix + "late"].samples >= 1
+    assert measured(report), "the watcher adopted it and the loop measured it"
+    assert agent.manager.store.get(name).container is not None
 
 
 def test_restarted_agent_readopts_a_container_session_with_its_limits(tmp_path, docker_client, prefix):

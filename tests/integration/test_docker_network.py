@@ -17,6 +17,19 @@ pytestmark = pytest.mark.integration
 SENT = 2 * 1024**2
 
 
+def _wait_listening(pid, port, timeout=20.0):
+    """Until the container's namespace has a TCP listener on `port` (nc -l takes one connection: no probing)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for table in ("tcp", "tcp6"):
+            for line in open(f"/proc/{pid}/net/{table}").read().splitlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                    return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listens on port {port} in the receiver's namespace")
+
+
 def test_container_on_a_user_defined_network_gets_its_own_traffic_counted(tmp_path, docker_client, prefix):
     net = docker_client.networks.create(prefix + "net", driver="bridge", internal=True)
     # busybox nc exits at EOF on its stdin: the sleep keeps the listener's stdin open
@@ -28,7 +41,8 @@ def test_container_on_a_user_defined_network_gets_its_own_traffic_counted(tmp_pa
     assert before.net_rx_bytes is not None, "a container's own namespace gives it counters"
     rx.reload()
     ip = rx.attrs["NetworkSettings"]["Networks"][net.name]["IPAddress"]
-    sender = f"sleep 0.5; dd if=/dev/zero bs=64k count={SENT // 65536} 2>/dev/null | nc {ip} 5000"
+    _wait_listening(rx.attrs["State"]["Pid"], 5000)
+    sender = f"dd if=/dev/zero bs=64k count={SENT // 65536} 2>/dev/null | nc {ip} 5000"
     out = docker_client.containers.run(IMAGE, ["sh", "-c", sender], name=prefix + "tx", network=net.name,
                                        remove=True)
     assert out == b""
