@@ -14,7 +14,9 @@ kernel refuses burst > quota). Docker's rules for the update itself live in
 `docker_update.py`. Failure model as in `base.py`: a vanished container is
 `CgroupVanished`; a memory shrink the kernel refuses keeps the old limit
 (`refused_shrink`) while the CPU part is sent again alone; any other failure is
-reported in `errors`, never raised.
+reported in `errors`, never raised. While Docker does not answer (daemon down,
+SDK missing) limits go to the cgroup files, so a container keeps being
+right-sized; the first update that reaches Docker again sends every value.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ class DockerActuator:
         self.host_cpu_cores = getattr(files, "host_cpu_cores", cores)
         self.host_mem_bytes = getattr(files, "host_mem_bytes", mem)
         self._containers: dict[str, _Container | None] = {}  # cgroup -> container, None: not Docker's
+        self._unsynced: set[str] = set()   # containers resized through files while Docker was down
+        self._down = False
         # (cgroup, fields sent, outcome) of recent updates, for tests and `pspe-agent status` debugging
         self.updates: deque[tuple[str, dict, str]] = deque(maxlen=max_recorded)
 
@@ -91,6 +95,7 @@ class DockerActuator:
 
     def forget(self, cgroup: str) -> None:
         self._containers.pop(clean_cgroup(cgroup), None)
+        self._unsynced.discard(clean_cgroup(cgroup))
 
     # -- the Actuator interface: membership stays with Docker for containers -------------------
     def create(self, cgroup: str) -> None:
@@ -137,16 +142,27 @@ class DockerActuator:
 
     # -- limits ----------------------------------------------------------------------------------
     def apply(self, cgroup: str, new: Limits, old: Limits | None) -> ApplyResult:
+        key = clean_cgroup(cgroup)
         try:
             container = self._container(cgroup)
+            if container is None:
+                return self.files.apply(cgroup, new, old)
+            return self._apply_docker(key, container, new, old)
         except DockerUnavailable as e:
-            return ApplyResult(applied=old or self.files.read_limits(cgroup) or new, errors=(str(e),))
-        if container is None:
+            # The kernel still takes the limits, so a growing container is not OOM-killed for want of
+            # a daemon; the first update that reaches Docker again sends every value (resync).
+            if not self._down:
+                log.warning("Docker unreachable, resizing containers through their cgroup files: %s", e)
+            self._down = True
+            self._unsynced.add(key)
             return self.files.apply(cgroup, new, old)
+
+    def _apply_docker(self, cgroup: str, container: _Container, new: Limits, old: Limits | None) -> ApplyResult:
         current = old if old is not None else self.files.read_limits(cgroup)
         want = to_raw(new, container.period_us)
         have = to_raw(current, container.period_us) if current is not None else None
-        cpu, mem = du.update_fields(want, have, container.nano, self.host_cpu_cores)
+        resync = cgroup in self._unsynced  # Docker's record may be behind the kernel's: send everything
+        cpu, mem = du.update_fields(want, None if resync else have, container.nano, self.host_cpu_cores)
         refused = bool(mem) and have is not None and want.mem_max < have.mem_max and self._v2_under_usage(cgroup, want)
         if refused:  # cgroup v2 would answer with the OOM killer, not EBUSY: refuse here, as the v2 backend does
             mem = {}
@@ -157,6 +173,11 @@ class DockerActuator:
         refused = refused or outcome == "refused"
         if outcome == "refused" and cpu:
             outcome = self._update(cgroup, container, cpu)  # Docker dropped the CPU part too: alone now
+        if self._down:
+            log.info("Docker answers again")
+            self._down = False
+        if outcome == "ok":
+            self._unsynced.discard(cgroup)
         if outcome not in ("ok", "refused"):
             errors.append(outcome)
         else:
@@ -171,7 +192,8 @@ class DockerActuator:
         return ApplyResult(applied=applied, errors=tuple(errors), refused_shrink=refused)
 
     def _update(self, cgroup: str, container: _Container, fields: dict) -> str:
-        """One update call: "ok", "refused" (memory under usage), or an error line."""
+        """One update call: "ok", "refused" (memory under usage), or the daemon's error line;
+        DockerUnavailable when no answer came at all."""
         try:
             client = self.conn.client
             if "nano_cpus" in fields:  # the SDK's update() has no NanoCpus: the same endpoint, raw
@@ -182,7 +204,8 @@ class DockerActuator:
                 client.api.update_container(container.id, **fields)
             outcome = "ok"
         except DockerUnavailable as e:
-            outcome = str(e)
+            self.updates.append((clean_cgroup(cgroup), dict(fields), str(e)))
+            raise
         except Exception as e:
             text = du.error_text(e)
             if du.is_not_found(e):
@@ -192,9 +215,11 @@ class DockerActuator:
                 outcome = f"docker update {container.id[:12]}: {text}"
             elif du.is_refused_shrink(text):
                 outcome = "refused"
+            elif getattr(e, "response", None) is None:  # no answer at all: reconnect next time
+                self.conn.reset()
+                self.updates.append((clean_cgroup(cgroup), dict(fields), text))
+                raise DockerUnavailable(f"docker update {container.id[:12]}: {text}") from e
             else:
-                if getattr(e, "response", None) is None:  # no answer at all: reconnect next time
-                    self.conn.reset()
                 outcome = f"docker update {container.id[:12]}: {text}"
         self.updates.append((clean_cgroup(cgroup), dict(fields), outcome))
         log.debug("docker update %s %s: %s", container.id[:12], fields, outcome)

@@ -123,14 +123,35 @@ def test_a_removed_container_is_vanished(act, api, files):
     assert not act.exists(CG) and CG not in act._containers
 
 
-def test_daemon_down_is_an_error_in_the_result_never_raised(files):
-    def down():
-        raise DockerUnavailable("Docker daemon not reachable: connection refused")
-    act = DockerActuator(files, DockerConnection(down))
-    files.create(CG)
-    files.cgroups[CG].limits = START
-    result = act.apply(CG, Limits(0.25, 0.5, 64 * MIB, 128 * MIB), START)
-    assert result.applied == START and "not reachable" in result.errors[0]
+def test_docker_down_the_files_take_the_limits_and_docker_is_resynced_after(files, api):
+    state = {"up": False}
+
+    def factory():
+        if not state["up"]:
+            raise DockerUnavailable("Docker daemon not reachable: connection refused")
+        return fake_client(api)
+    act = DockerActuator(files, DockerConnection(factory))
+    api.add(CID, START)
+    grown = Limits(0.25, 0.25, 64 * MIB, 512 * MIB)
+    result = act.apply(CG, grown, START)
+    assert result.ok and files.read_limits(CG).mem_limit == 512 * MIB, "not OOM-killed for want of a daemon"
+    assert api.calls == []
+    state["up"] = True
+    act.apply(CG, Limits(0.25, 0.5, 64 * MIB, 512 * MIB), grown)
+    [update] = [c[2] for c in api.calls if c[0] == "update"]
+    assert update["mem_limit"] == 512 * MIB and update["cpu_quota"] == 50_000, "every value sent once: resync"
+    act.apply(CG, Limits(0.25, 0.6, 64 * MIB, 512 * MIB), Limits(0.25, 0.5, 64 * MIB, 512 * MIB))
+    assert "mem_limit" not in [c[2] for c in api.calls if c[0] == "update"][-1], "then changes only"
+
+
+def test_a_call_that_gets_no_answer_falls_back_to_the_files(act, api, files):
+    api.add(CID, START)
+    act._container(CG)
+    api.fail_with = ConnectionError("connection aborted")
+    grown = Limits(0.25, 0.25, 64 * MIB, 256 * MIB)
+    result = act.apply(CG, grown, START)
+    assert result.ok and files.read_limits(CG).mem_limit == 256 * MIB
+    assert act.updates[-1][2] == "connection aborted"
 
 
 def test_other_api_errors_are_reported_with_the_daemons_words(act, api):
