@@ -23,6 +23,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from agent.features import DERIVED_METRICS, FeatureSpec, derive_series
+from agent.lag_history import LagHistory
 from agent.ringbuffer import Column, Cursor
 from agent.state import SAMPLE_METRICS, Sample
 
@@ -136,15 +137,15 @@ class StepAggregator:
 
     __slots__ = ("step_seconds", "window", "metrics", "layout", "_is_max", "_open", "_mean", "_n",
                  "data", "cursor", "buffers", "times", "last_step_time", "steps_completed", "dropped_late",
-                 "_sources")
+                 "_sources", "lags", "lag_layout")
 
-    def __init__(self, step_seconds: float, window: int, metrics: Sequence[str]) -> None:
+    def __init__(self, step_seconds: float, window: int, metrics: Sequence[str],
+                 lag_spec: FeatureSpec | None = None) -> None:
         if step_seconds <= 0 or window < 1:
             raise ValueError("step_seconds must be > 0 and window >= 1")
         self.step_seconds = float(step_seconds)
         self.window = int(window)
         self.metrics = tuple(metrics)
-        self.layout = (self.step_seconds, self.window, self.metrics)
         self._is_max = tuple(m in MAX_METRICS for m in self.metrics)
         # where each input comes from, resolved once: (index, sample metric or None, derived parts or None)
         self._sources = tuple((i, m if m in _SAMPLE_METRICS else None, DERIVED_METRICS.get(m))
@@ -160,14 +161,19 @@ class StepAggregator:
         self.last_step_time: float | None = None   # start of the newest completed step
         self.steps_completed = 0               # steps closed (missing ones included) since creation
         self.dropped_late = 0                  # samples older than the step being filled
+        # a version 2 spec's same-time lags: a day of steps and a week of hourly means (agent/lag_history.py)
+        self.lags = LagHistory(lag_spec, self.metrics) if lag_spec is not None and lag_spec.lags else None
+        self.lag_layout = lag_layout(lag_spec) if self.lags is not None else None
+        self.layout = (self.step_seconds, self.window, self.metrics, self.lag_layout)
 
     @classmethod
     def for_spec(cls, spec: FeatureSpec) -> "StepAggregator":
-        return cls(spec.step_seconds, spec.window, spec.inputs)
+        return cls(spec.step_seconds, spec.window, spec.inputs, lag_spec=spec)
 
     def matches(self, spec: FeatureSpec) -> bool:
         return (self.step_seconds == spec.step_seconds and self.window >= spec.window
-                and all(m in self.buffers for m in spec.metrics))
+                and all(m in self.buffers for m in spec.metrics)
+                and (not spec.lags or self.lag_layout == lag_layout(spec)))
 
     def __len__(self) -> int:
         return len(self.times)
@@ -248,6 +254,13 @@ class StepAggregator:
             cur.count += 1
         self.last_step_time = start
         self.steps_completed += 1
+        if self.lags is not None:
+            self.lags.push(start, values)
+
+
+def lag_layout(spec: FeatureSpec) -> tuple:
+    """What a session's lag history depends on: the same tuple, the same rings."""
+    return (spec.step_seconds, spec.window, spec.lags, spec.lag_metrics, spec.lag_lead)
 
 
 def gather_windows(aggregators: Sequence[StepAggregator]) -> tuple[np.ndarray, np.ndarray]:

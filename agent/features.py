@@ -20,6 +20,11 @@ is the newest completed step; columns in this order (see `feature_names`):
    values themselves are 0 after scaling, so the model sees "0, and I don't
    know" rather than "0".
 
+Version 2 adds same-time lags (agent/features_lags.py): after the metrics, one
+column per lag and lag metric ("cpu_cores@-1d"...), scaled by that metric's
+window scale; after the time features, "lag_missing", the share of the row's
+lag values that were missing. Version 1 specs read and build as before.
+
 The model outputs `q` [B, H, Q, T]: for each horizon (steps ahead), quantile
 level and target, in scaled units; `unscale` multiplies by the targets' scales
 (returned beside `x`) to get cores and bytes back.
@@ -36,12 +41,14 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from agent.features_lags import check_lags, lag_features, lag_name
 from agent.state import SAMPLE_METRICS
 
-SUPPORTED_VERSIONS = frozenset({1})
+SUPPORTED_VERSIONS = frozenset({1, 2})   # 2 adds same-time lags (agent/features_lags.py)
 SCALINGS = frozenset({"window_max"})
 TIME_FEATURES = ("tod_sin", "tod_cos")
 MISSING_FEATURE = "missing"
+LAG_MISSING_FEATURE = "lag_missing"
 DAY_SECONDS = 86400.0
 
 # Input names that are sums of sample metrics. A sum is missing only when all
@@ -90,6 +97,15 @@ class FeatureSpec:
     min_steps: int = 0                    # 0: = window
     # Floor per input (metrics then app_metrics); () takes DEFAULT_SCALE_FLOORS.
     scale_floors: tuple[float, ...] = field(default=())
+    # Version 2: same-time lags, (lag seconds, bucket seconds) each, of `lag_metrics`, shifted
+    # `lag_lead` steps forward and capped at `lag_clip` window scales (agent/features_lags.py).
+    lags: tuple[tuple[float, float], ...] = ()
+    lag_metrics: tuple[str, ...] = ()
+    lag_lead: int = 0
+    lag_clip: float = 4.0
+    # Post-hoc calibration of the model's output (`calibrate`): an offset in scaled units per
+    # horizon, quantile level and target [H][Q][T], fit on held-out windows; () = none.
+    output_offsets: tuple = ()
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen)
@@ -106,6 +122,12 @@ class FeatureSpec:
             if not floors:
                 floors = [DEFAULT_SCALE_FLOORS.get(m, APP_METRIC_FLOOR) for m in self.inputs]
             set_("scale_floors", tuple(float(f) for f in _as_seq(floors, "scale_floors")))
+            set_("lags", tuple(_lag_pair(p) for p in _as_seq(self.lags, "lags")))
+            set_("lag_metrics", tuple(str(v) for v in _as_seq(self.lag_metrics, "lag_metrics")))
+            set_("lag_lead", int(self.lag_lead))
+            set_("lag_clip", float(self.lag_clip))
+            offsets = np.asarray(self.output_offsets, dtype=np.float64)
+            set_("output_offsets", _nested_tuple(offsets.tolist()) if offsets.size else ())
         except (TypeError, ValueError) as e:
             raise SpecError(f"feature spec: {e}") from None
         _check_structure(self)
@@ -116,8 +138,12 @@ class FeatureSpec:
         return self.metrics + self.app_metrics
 
     @property
+    def lag_columns(self) -> tuple[str, ...]:
+        return tuple(lag_name(m, lag) for lag, _ in self.lags for m in self.lag_metrics)
+
+    @property
     def n_features(self) -> int:
-        return len(self.inputs) + len(self.time_features) + 1
+        return len(feature_names(self))
 
     @property
     def target_index(self) -> tuple[int, ...]:
@@ -131,7 +157,13 @@ class FeatureSpec:
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {}
         for f in fields(self):
+            if f.name in _V2_FIELDS and self.version < 2:
+                continue                      # a version 1 spec reads as it always did
+            if f.name == "output_offsets" and not self.output_offsets:
+                continue                      # uncalibrated: as before calibration existed
             v = getattr(self, f.name)
+            if f.name in ("lags", "output_offsets"):
+                v = np.asarray(v).tolist()
             d[f.name] = list(v) if isinstance(v, tuple) else v
         d["scale_floors"] = dict(zip(self.inputs, self.scale_floors))
         return d
@@ -157,6 +189,18 @@ class FeatureSpec:
                 raise SpecError(f"feature spec: scale_floors lacks {missing}")
             kw["scale_floors"] = tuple(floors[m] for m in inputs)
         return cls(**kw)
+
+
+_V2_FIELDS = frozenset({"lags", "lag_metrics", "lag_lead", "lag_clip"})
+
+
+def _nested_tuple(v: Any) -> Any:
+    return tuple(_nested_tuple(x) for x in v) if isinstance(v, list) else float(v)
+
+
+def _lag_pair(p: Any) -> tuple[float, float]:
+    lag, bucket = _as_seq(p, "lags entry")
+    return float(lag), float(bucket)
 
 
 def _as_seq(v: Any, name: str) -> Sequence:
@@ -187,6 +231,10 @@ def _check_structure(s: FeatureSpec) -> None:
         problems.append("min_steps must be in [1, window]")
     if len(s.scale_floors) != len(s.inputs) or any(not (f > 0 and math.isfinite(f)) for f in s.scale_floors):
         problems.append("scale_floors needs one positive floor per metric and app metric")
+    problems.extend(check_lags(s))
+    if s.output_offsets and (np.shape(s.output_offsets) != s.output_shape
+                             or not np.isfinite(s.output_offsets).all()):
+        problems.append(f"output_offsets must be finite, shaped [H, Q, T] = {list(s.output_shape)}")
     if problems:
         raise SpecError("feature spec: " + "; ".join(problems))
 
@@ -209,7 +257,8 @@ def check_supported(spec: FeatureSpec) -> FeatureSpec:
 
 
 def feature_names(spec: FeatureSpec) -> tuple[str, ...]:
-    return spec.inputs + spec.time_features + (MISSING_FEATURE,)
+    lag_missing = (LAG_MISSING_FEATURE,) if spec.lags else ()
+    return spec.inputs + spec.lag_columns + spec.time_features + lag_missing + (MISSING_FEATURE,)
 
 
 def derive_series(series: Mapping[str, np.ndarray], names: Iterable[str]) -> dict[str, np.ndarray]:
@@ -229,20 +278,21 @@ def derive_series(series: Mapping[str, np.ndarray], names: Iterable[str]) -> dic
     return out
 
 
-def build_window(spec: FeatureSpec, series: Mapping[str, np.ndarray], times: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def build_window(spec: FeatureSpec, series: Mapping[str, np.ndarray], times: np.ndarray,
+                 lag_raw: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One model input window (float32 [window, n_features]) and its targets' scales (float32 [T]).
 
     `times` are increasing step start times; `series[name]` holds one value per
     time for every metric (derived ones may be given by their parts); app
     metrics that are absent count as missing. Exactly `build_batch` of one item.
+    A version 2 spec's lags come in `lag_raw` [window, lag columns] (agent/features_lags.py).
     """
-    x, scale = build_batch(spec, [(series, times)])
+    x, scale = build_batch(spec, [(series, times)], None if lag_raw is None else lag_raw[None])
     return x[0], scale[0]
 
 
-def build_batch(spec: FeatureSpec, items: Sequence[tuple[Mapping[str, np.ndarray], np.ndarray]]
-                ) -> tuple[np.ndarray, np.ndarray]:
+def build_batch(spec: FeatureSpec, items: Sequence[tuple[Mapping[str, np.ndarray], np.ndarray]],
+                lag_raw: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Windows for many series: x float32 [B, window, n_features], scale float32 [B, T].
 
     Per item only the tails are copied; everything else is vectorised over the batch.
@@ -261,14 +311,15 @@ def build_batch(spec: FeatureSpec, items: Sequence[tuple[Mapping[str, np.ndarray
             col = _column(series, name, t.size, required=j < len(spec.metrics))
             if col is not None:
                 dst[j, W - n:] = col[-n:]
-    return build_batch_arrays(spec, tail_t, tail_v)
+    return build_batch_arrays(spec, tail_t, tail_v, lag_raw)
 
 
-def build_batch_arrays(spec: FeatureSpec, tail_t: np.ndarray, tail_v: np.ndarray
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def build_batch_arrays(spec: FeatureSpec, tail_t: np.ndarray, tail_v: np.ndarray,
+                       lag_raw: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """`build_batch` on the newest steps already laid out: tail_t [B, window] step start times
     (NaN before a series' first step), tail_v [B, inputs, window] values, oldest first. A series
-    may skip steps (its rows land by time); the agent hands its step rings over in this form."""
+    may skip steps (its rows land by time); the agent hands its step rings over in this form.
+    lag_raw [B, window, lag columns]: a version 2 spec's lag values, float32, NaN when missing."""
     B, W, M, step = tail_t.shape[0], spec.window, len(spec.inputs), spec.step_seconds
     if tail_t.shape != (B, W) or tail_v.shape != (B, M, W):
         raise ValueError(f"expected times [B, {W}] and values [B, {M}, {W}], got {tail_t.shape} and {tail_v.shape}")
@@ -298,8 +349,16 @@ def build_batch_arrays(spec: FeatureSpec, tail_t: np.ndarray, tail_v: np.ndarray
     np.divide(values, scale[:, :, None], out=scaled, casting="same_kind")
     scaled[nan] = 0.0                                                      # missing: 0, flagged below
     x[:, :, -1] = nan.sum(axis=1, dtype=np.float32) / M if M else 1.0
+    col = M
+    if spec.lags:
+        L = len(spec.lag_columns)
+        if lag_raw is None or lag_raw.shape != (B, W, L):
+            raise ValueError(f"a version 2 spec needs lag values [B, {W}, {L}], got "
+                             f"{None if lag_raw is None else lag_raw.shape}")
+        x[:, :, col:col + L], x[:, :, -2] = lag_features(spec, lag_raw, scale)
+        col += L
     if spec.time_features:
-        x[:, :, M:M + len(spec.time_features)] = _row_time_features(spec, end[:, 0])
+        x[:, :, col:col + len(spec.time_features)] = _row_time_features(spec, end[:, 0])
     return x, scale[:, list(spec.target_index)].astype(np.float32)
 
 
@@ -330,6 +389,16 @@ def time_features(names: Sequence[str], times: np.ndarray) -> np.ndarray:
     angle = 2.0 * np.pi * (np.mod(times, DAY_SECONDS) / DAY_SECONDS)
     cols = {"tod_sin": np.sin, "tod_cos": np.cos}
     return np.stack([cols[n](angle) for n in names], axis=-1)
+
+
+def calibrate(spec: FeatureSpec, y: np.ndarray) -> np.ndarray:
+    """Model output [B, H, Q, T] in scaled units -> calibrated: plus the spec's offsets, floored
+    at 0 (no resource is used below nothing) and kept non-crossing along the quantile axis.
+    Without offsets the output comes back unchanged."""
+    if not spec.output_offsets:
+        return y
+    out = np.maximum(y + np.asarray(spec.output_offsets, dtype=y.dtype), 0)
+    return np.maximum.accumulate(out, axis=2)
 
 
 def unscale(spec: FeatureSpec, y: np.ndarray, scale: np.ndarray) -> np.ndarray:

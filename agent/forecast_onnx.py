@@ -25,10 +25,12 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from agent.downsample import StepAggregator, gather_windows
-from agent.features import FeatureSpec, SpecError, build_batch, build_batch_arrays, check_supported, unscale
+from agent.downsample import StepAggregator, gather_windows, lag_layout
+from agent.features import (FeatureSpec, SpecError, build_batch, build_batch_arrays, calibrate, check_supported,
+                            unscale)
 from agent.forecast import DEFAULT_LOOKAHEAD_STEPS, ForecastInput, quantile_pick, reduce_output
 from agent.forecast_heuristic import WindowQuantileForecaster
+from agent.lag_history import gather_lags
 from agent.prediction import Prediction, ResourcePrediction
 from agent.state import Sample
 
@@ -225,16 +227,23 @@ class OnnxForecaster:
         """The batch's inputs: straight from the step rings when every session keeps exactly the
         spec's window (the usual case, one pass for all), else session by session."""
         spec = self.spec
-        exact = (spec.step_seconds, spec.window, spec.inputs)
+        exact = (spec.step_seconds, spec.window, spec.inputs, lag_layout(spec) if spec.lags else None)
         if all(s.layout == exact for s in steps):
-            return build_batch_arrays(spec, *gather_windows(steps))
-        return build_batch(spec, [s.series() for s in steps])
+            times, values = gather_windows(steps)
+            lags = gather_lags([s.lags for s in steps], spec, times[:, -1]) if spec.lags else None
+            return build_batch_arrays(spec, times, values, lags)
+        lags = None
+        if spec.lags:
+            end = np.array([s.last_step_time for s in steps], dtype=np.float64)
+            lags = gather_lags([s.lags for s in steps], spec, end)
+        return build_batch(spec, [s.series() for s in steps], lags)
 
     def _run(self, batch, to_run, answers, reasons, cache) -> None:
         try:  # whatever goes wrong here costs this tick's model answers, never the tick
             x, scale = self._windows([batch[i].steps for i in to_run])
             (y,) = self.model.session.run(["q"], {"x": x})
             self.runs_total += 1
+            y = calibrate(self.spec, y)
             central, upper = reduce_output(self.spec, unscale(self.spec, y.astype(np.float64), scale),
                                            self.central_q, self.upper_q, self.lookahead_steps)
         except Exception:

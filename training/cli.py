@@ -27,9 +27,21 @@ def add_fit_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--limit", type=int, default=None, help="use only the first N series of each directory")
+    p.add_argument("--spec-version", type=int, choices=(1, 2), default=1,
+                   help="feature spec: 1, or 2 with same-time lags of a day and a week (agent/features_lags.py)")
+    p.add_argument("--calib-every", type=int, default=6,
+                   help="hold out every Nth training VM to calibrate the quantiles on (0: no calibration)")
     p.add_argument("--fast-dev-run", action="store_true")
     p.add_argument("--tracking-uri", default="", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
     p.set_defaults(func=cmd_fit)
+
+
+def spec_overrides(version: int) -> dict:
+    """FeatureSpec fields of a spec version (the defaults are version 1)."""
+    if version == 1:
+        return {}
+    return {"version": 2, "lags": [[86400.0, 300.0], [604800.0, 3600.0]],
+            "lag_metrics": ["cpu_cores", "mem_bytes"], "lag_lead": 12}
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -39,6 +51,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     cfg = FitConfig(train_dir=args.train, val_dir=args.val, out=args.out or str(DEFAULT_OUT), cell=args.cell,
                     hidden=args.hidden, max_epochs=args.max_epochs, max_minutes=args.max_minutes, seed=args.seed,
                     threads=args.threads, limit=args.limit, fast_dev_run=args.fast_dev_run,
+                    calib_every=args.calib_every, spec=spec_overrides(args.spec_version),
                     tracking_uri=tracking_uri(args.tracking_uri))
     prov = fit(cfg)
     print(json.dumps({"model": cfg.out, "metrics": prov["metrics"], "registry_version": prov.get("registry_version")}))

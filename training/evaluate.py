@@ -14,10 +14,11 @@ from typing import Sequence
 
 import numpy as np
 
-from agent.features import FeatureSpec
+from agent.features import FeatureSpec, calibrate
 from training.baselines import Rule
 from training.data import Series
-from training.windows import series_inputs, targets_at, window_at
+from agent.features_lags import LagTable
+from training.windows import series_inputs, targets_at, windows_at
 
 
 def pinball(y: np.ndarray, q: np.ndarray, level: float) -> np.ndarray:
@@ -139,17 +140,19 @@ def _level(q: float) -> int | float:
 
 
 def model_forecasts(run_model, spec: FeatureSpec, s: Series, ends: np.ndarray, batch: int = 1024) -> np.ndarray:
-    """A model's raw quantiles at each end, from windows built with agent/features.py: [N, H, Q, T].
+    """A model's quantiles at each end, from windows built with agent/features.py: [N, H, Q, T].
 
     `run_model(x [B, W, F] float32) -> q [B, H, Q, T]` in scaled units (an
-    onnxruntime session or a torch module wrapped the same way).
+    onnxruntime session or a torch module wrapped the same way); the spec's
+    calibration is applied as the agent applies it (`features.calibrate`).
     """
     inputs = series_inputs(spec, s)
+    lags = LagTable.from_series(spec, s.times, inputs) if spec.lags else None
     out = []
     for lo in range(0, ends.size, batch):
-        xs, scales = zip(*(window_at(spec, inputs, s.times, int(e)) for e in ends[lo:lo + batch]))
-        q = np.asarray(run_model(np.stack(xs)))
-        out.append(q * np.stack(scales)[:, None, None, :])
+        x, scale = windows_at(spec, inputs, s.times, ends[lo:lo + batch], lags)
+        q = calibrate(spec, np.asarray(run_model(x)))
+        out.append(q * scale[:, None, None, :])
     if not out:
         return np.zeros((0, len(spec.horizons), len(spec.quantiles), len(spec.targets)))
     return np.concatenate(out)

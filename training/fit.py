@@ -2,9 +2,11 @@
 
 `fit(FitConfig(...))` is the one command behind `pspe-train fit`: windows
 (agent/features.py), a seeded Lightning run with early stopping on the
-validation pinball loss, the best weights exported to ONNX (checked against
-PyTorch), provenance JSON beside it (data, commit, metrics), and an MLflow run
-when a tracking URI is set.
+validation pinball loss, the quantiles calibrated on VMs of the training
+directory held out from training (training/calibrate.py), the best weights
+exported to ONNX (checked against PyTorch) with the calibration in its feature
+spec, provenance JSON beside it (data, commit, metrics), and an MLflow run when
+a tracking URI is set.
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ class FitConfig:
     val_stride: int = 12
     val_per_series: int = 60
     limit: int | None = None             # series per directory (None: all)
+    calib_every: int = 6                 # every 6th training VM held out to calibrate on (0: no calibration)
+    calib_stride: int = 6
+    calib_per_series: int = 400
     threads: int = 2
     fast_dev_run: bool = False
     tracking_uri: str = ""
@@ -60,6 +65,14 @@ def load_windows(directory: str, spec: FeatureSpec, stride: int, per_series: int
                  seed: int) -> tuple[WindowSet, int]:
     series = list(load_bitbrains_dir(directory, limit=limit))
     return build_windows(spec, series, stride=stride, max_per_series=per_series, seed=seed), len(series)
+
+
+def split_for_calibration(series: list, every: int) -> tuple[list, list]:
+    """(train, held out): every `every`-th series (by position) is held out; none when every < 2."""
+    if every < 2:
+        return series, []
+    return ([s for i, s in enumerate(series) if i % every != every - 1],
+            [s for i, s in enumerate(series) if i % every == every - 1])
 
 
 class _KeepBest:
@@ -139,18 +152,41 @@ def train_net(cfg: FitConfig, spec: FeatureSpec, train: WindowSet, val: WindowSe
                         "train_seconds": round(time.monotonic() - t0, 1)}
 
 
-def validation_metrics(net, spec: FeatureSpec, val: WindowSet) -> dict:
-    """Pinball loss and coverage per quantile on the validation windows (scaled units)."""
+def net_output(net, x: np.ndarray) -> np.ndarray:
+    """The net's raw output [N, H, Q, T] on windows x, in chunks."""
     import torch
 
+    with torch.no_grad():
+        xt = torch.from_numpy(x)
+        return torch.cat([net(xt[i:i + 4096]) for i in range(0, len(x), 4096)]).numpy()
+
+
+def validation_metrics(net, spec: FeatureSpec, val: WindowSet) -> dict:
+    """Pinball loss and coverage per quantile on the validation windows (scaled units), as the
+    agent would see them (`spec` calibrated or not)."""
+    import torch
+
+    from agent.features import calibrate
     from training.nets import pinball_loss
 
-    with torch.no_grad():
-        x, y = torch.from_numpy(val.x), torch.from_numpy(val.y)
-        q = torch.cat([net(x[i:i + 4096]) for i in range(0, len(val), 4096)])
-        loss = float(pinball_loss(q, y, spec.quantiles))
-        cov = (y.unsqueeze(2) <= q).float().mean(dim=(0, 1, 3)).tolist()
+    q = calibrate(spec, net_output(net, val.x))
+    loss = float(pinball_loss(torch.from_numpy(q), torch.from_numpy(val.y), spec.quantiles))
+    cov = (val.y[:, :, None, :] <= q).mean(axis=(0, 1, 3)).tolist()
     return {"val_pinball": loss, **{f"val_coverage_q{q:g}": c for q, c in zip(spec.quantiles, cov)}}
+
+
+def calibrate_on(net, spec: FeatureSpec, held_out: WindowSet) -> tuple[FeatureSpec, dict]:
+    """The spec with offsets fit on held-out windows, and the coverage there before and after."""
+    from training.calibrate import calibrated, coverage, fit_offsets
+
+    if not len(held_out):
+        return spec, {}
+    q = net_output(net, held_out.x)
+    cal = calibrated(spec, fit_offsets(spec, q, held_out.y))
+    from agent.features import calibrate
+    before, after = coverage(spec, q, held_out.y), coverage(cal, calibrate(cal, q), held_out.y)
+    return cal, {**{f"calib_coverage_before_q{k}": v for k, v in before.items()},
+                 **{f"calib_coverage_after_q{k}": v for k, v in after.items()}}
 
 
 def fit(cfg: FitConfig) -> dict:
@@ -159,12 +195,21 @@ def fit(cfg: FitConfig) -> dict:
 
     spec = FeatureSpec(**cfg.spec)
     t0 = time.monotonic()
-    train, n_train = load_windows(cfg.train_dir, spec, cfg.train_stride, cfg.train_per_series, cfg.limit, cfg.seed)
+    train_series, held_out_series = split_for_calibration(list(load_bitbrains_dir(cfg.train_dir, limit=cfg.limit)),
+                                                          cfg.calib_every)
+    train = build_windows(spec, train_series, stride=cfg.train_stride, max_per_series=cfg.train_per_series,
+                          seed=cfg.seed)
+    held_out = build_windows(spec, held_out_series, stride=cfg.calib_stride, max_per_series=cfg.calib_per_series,
+                             seed=cfg.seed + 2)
+    n_train = len(train_series)
     val, n_val = load_windows(cfg.val_dir, spec, cfg.val_stride, cfg.val_per_series, cfg.limit, cfg.seed + 1)
-    log.info("windows: %d train from %d series, %d validation from %d series (%.0fs)",
-             len(train), n_train, len(val), n_val, time.monotonic() - t0)
+    log.info("windows: %d train from %d series, %d held out for calibration from %d, %d validation from %d "
+             "series (%.0fs)", len(train), n_train, len(held_out), len(held_out_series), len(val), n_val,
+             time.monotonic() - t0)
     net, run = train_net(cfg, spec, train, val)
-    metrics = validation_metrics(net, spec, val)
+    raw = {f"uncalibrated_{k}": v for k, v in validation_metrics(net, spec, val).items()}
+    spec, calib = calibrate_on(net, spec, held_out)
+    metrics = {**validation_metrics(net, spec, val), **raw, **calib}
     check = val.x[: min(len(val), 512)]
     commit = git_commit()
     out = Path(cfg.out)
@@ -173,11 +218,14 @@ def fit(cfg: FitConfig) -> dict:
         "model": out.name, "cell": cfg.cell, "hidden": cfg.hidden,
         "parameters": int(sum(p.numel() for p in net.parameters())),
         "data": {"train": portable(cfg.train_dir), "train_series": n_train, "train_windows": len(train),
+                 "calibration_series": len(held_out_series), "calibration_windows": len(held_out),
                  "validation": portable(cfg.val_dir), "validation_series": n_val, "validation_windows": len(val),
                  "citation": CITATIONS},
         "commit": commit, "seed": cfg.seed, "metrics": {**metrics, **run, "onnx_max_abs_diff": err},
         "feature_spec": spec.to_dict(), "config": {k: v for k, v in asdict(cfg).items() if k != "tracking_uri"},
-        "retrain": f"pspe-train fit --cell {cfg.cell} --max-epochs {cfg.max_epochs} --max-minutes {cfg.max_minutes:g} --threads {cfg.threads}",
+        "retrain": (f"pspe-train fit --cell {cfg.cell} --max-epochs {cfg.max_epochs} --max-minutes "
+                    f"{cfg.max_minutes:g} --threads {cfg.threads} --spec-version {spec.version} "
+                    f"--calib-every {cfg.calib_every}"),
     }
     provenance["sha256"] = hashlib.sha256(out.read_bytes()).hexdigest()
     prov_path = provenance_path(out)

@@ -1,9 +1,11 @@
 """Dataset windows from `Series`, built with agent/features.py only (the agent builds the same inputs).
 
 A sample is (x [window, n_features], y [H, T], scale [T]): `x` and `scale` come
-from `features.build_window` on the steps up to and including `end`; `y` holds
-the targets `h` steps after `end` for each spec horizon, divided by the same
-scale, so a model output times `scale` is cores and bytes again.
+from `features.build_batch_arrays` on the steps up to and including `end` (the
+agent's path too); `y` holds the targets `h` steps after `end` for each spec
+horizon, divided by the same scale, so a model output times `scale` is cores
+and bytes again. A version 2 spec's lags come from a `LagTable` of the whole
+series (agent/features_lags.py), which reads only steps before the window's end.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from agent.features import FeatureSpec, build_window, derive_series
+from agent.features import FeatureSpec, build_batch_arrays, derive_series
+from agent.features_lags import LagTable
 from training.data import Series
 
 
@@ -48,11 +51,38 @@ def _parts(spec: FeatureSpec) -> list[str]:
     return names
 
 
-def window_at(spec: FeatureSpec, inputs: dict[str, np.ndarray], times: np.ndarray, end: int
-              ) -> tuple[np.ndarray, np.ndarray]:
+def window_at(spec: FeatureSpec, inputs: dict[str, np.ndarray], times: np.ndarray, end: int,
+              lags: LagTable | None = None) -> tuple[np.ndarray, np.ndarray]:
     """x, scale of the window whose newest step is index `end` (what the agent sees at that step)."""
-    lo = max(0, end + 1 - spec.window)
-    return build_window(spec, {k: v[lo:end + 1] for k, v in inputs.items()}, times[lo:end + 1])
+    x, scale = windows_at(spec, inputs, times, np.array([end]), lags)
+    return x[0], scale[0]
+
+
+def windows_at(spec: FeatureSpec, inputs: dict[str, np.ndarray], times: np.ndarray, ends: np.ndarray,
+               lags: LagTable | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """x [N, window, F], scale [N, T] of the windows whose newest steps are indices `ends`, in one pass.
+
+    Each window holds the `window` entries up to its end (fewer at the start of
+    the series: the rest missing), as `features.build_batch` would take them.
+    """
+    ends = np.asarray(ends, dtype=np.int64)
+    W = spec.window
+    idx = ends[:, None] - (W - 1) + np.arange(W)
+    ok = idx >= 0
+    at = np.clip(idx, 0, None)
+    tail_t = np.where(ok, times[at], np.nan)
+    tail_v = np.full((ends.size, len(spec.inputs), W), np.nan)
+    for j, name in enumerate(spec.inputs):
+        col = inputs.get(name)
+        if col is None:
+            if j < len(spec.metrics):
+                raise ValueError(f"series lacks metric {name!r}")
+            continue            # an app metric never reported: missing
+        tail_v[:, j] = np.where(ok, np.asarray(col, dtype=np.float64)[at], np.nan)
+    lag_raw = None
+    if spec.lags:
+        lag_raw = (lags or LagTable.from_series(spec, times, inputs)).lookup(spec, times[ends])
+    return build_batch_arrays(spec, tail_t, tail_v, lag_raw)
 
 
 def window_ends(spec: FeatureSpec, n: int, stride: int, offset: int = 0) -> np.ndarray:
@@ -88,20 +118,21 @@ def build_windows(spec: FeatureSpec, series: Sequence[Series], stride: int = 6,
         y = targets_at(spec, inputs, ends)
         ok = np.isfinite(y).all(axis=(1, 2))
         ends, y = ends[ok], y[ok]
-        for e, yy in zip(ends, y):
-            x, scale = window_at(spec, inputs, s.times, int(e))
-            xs.append(x)
-            ss.append(scale)
-            ys.append(yy / scale)
+        if not ends.size:
+            continue
+        lags = LagTable.from_series(spec, s.times, inputs) if spec.lags else None
+        x, scale = windows_at(spec, inputs, s.times, ends, lags)
+        xs.append(x)
+        ss.append(scale)
+        ys.append((y / scale[:, None, :]).astype(np.float32))
         idx.extend([i] * len(ends))
         ends_all.extend(ends.tolist())
     if not xs:
         W, F, H, T = spec.window, spec.n_features, len(spec.horizons), len(spec.targets)
         return WindowSet(np.zeros((0, W, F), np.float32), np.zeros((0, H, T), np.float32),
                          np.zeros((0, T), np.float32), np.zeros(0, np.int32), np.zeros(0, np.int32))
-    return WindowSet(np.stack(xs).astype(np.float32), np.stack(ys).astype(np.float32),
-                     np.stack(ss).astype(np.float32), np.asarray(idx, np.int32),
-                     np.asarray(ends_all, np.int32))
+    return WindowSet(np.concatenate(xs), np.concatenate(ys), np.concatenate(ss),
+                     np.asarray(idx, np.int32), np.asarray(ends_all, np.int32))
 
 
 def concat(sets: Iterable[WindowSet]) -> WindowSet:

@@ -51,8 +51,8 @@ def test_json_round_trip_keeps_every_field():
 
 def test_from_dict_refuses_other_versions_and_unknown_fields_clearly():
     d = FeatureSpec().to_dict()
-    with pytest.raises(UnsupportedSpec, match=r"version 2 is not supported.*\[1\]"):
-        FeatureSpec.from_dict({**d, "version": 2})
+    with pytest.raises(UnsupportedSpec, match=r"version 3 is not supported.*\[1, 2\]"):
+        FeatureSpec.from_dict({**d, "version": 3})
     with pytest.raises(UnsupportedSpec, match="lag_steps"):
         FeatureSpec.from_dict({**d, "lag_steps": [288]})
     with pytest.raises(SpecError, match="scale_floors lacks"):

@@ -84,9 +84,9 @@ def test_a_model_without_a_spec_is_rejected(tmp_path):
 
 
 def test_an_unsupported_or_broken_spec_is_rejected(tmp_path):
-    path = write_model(tmp_path / "v2.onnx", SPEC, embed_spec=False)
-    path.with_suffix(".json").write_text(json.dumps({**SPEC.to_dict(), "version": 2}))
-    with pytest.raises(ModelRejected, match="version 2 is not supported"):
+    path = write_model(tmp_path / "v3.onnx", SPEC, embed_spec=False)
+    path.with_suffix(".json").write_text(json.dumps({**SPEC.to_dict(), "version": 3}))
+    with pytest.raises(ModelRejected, match="version 3 is not supported"):
         load_model(path)
     path.with_suffix(".json").write_text("{not json")
     with pytest.raises(ModelRejected, match="not valid JSON"):
