@@ -58,7 +58,7 @@ install_venv() {
     [ -z "$ROOT" ] || relocate_venv
     touch "$ROOT$VENV/.complete"
     CHANGED=yes
-    say installed "$VENV (pspe[agent] from $(basename "$WHEEL"))"
+    say installed "$VENV (pspe[agent] from $(basename "$WHEEL")${FIND_LINKS:+; dependencies from $FIND_LINKS, no index})"
 }
 
 # A venv names its own path in scripts' #! lines and activate files: point them at the final path.
