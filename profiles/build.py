@@ -78,7 +78,14 @@ def build_missing_profiles(conn: psycopg.Connection, since: dt.datetime, until: 
     return BuildResult(since, until, built, int(total))
 
 
+def run_interval(start: dt.datetime, end: dt.datetime, width: dt.timedelta = dt.timedelta(days=1)
+                 ) -> tuple[dt.datetime, dt.datetime]:
+    """A DAG run's interval; a manual run's is empty (start == end), so it means the `width` before it."""
+    return (end - width, end) if start >= end else (start, end)
+
+
 def build_profiles(dsn: str, since: dt.datetime, until: dt.datetime) -> dict:
     """The DAG task's whole job: connect, build, report (JSON-able for XCom)."""
+    since, until = run_interval(since, until)
     with psycopg.connect(dsn) as conn:
         return build_missing_profiles(conn, since, until).as_dict()

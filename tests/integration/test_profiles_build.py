@@ -57,6 +57,8 @@ def test_profiles_built_once_for_ended_sessions_without_one(db, pg_dsn):
 
     again = build_profiles(pg_dsn, DAY, DAY + dt.timedelta(days=1))       # idempotent
     assert (again["built"], again["total"]) == (0, 2)
+    manual = build_profiles(pg_dsn, DAY + dt.timedelta(days=1), DAY + dt.timedelta(days=1))   # a manual run's interval
+    assert manual["since"] == DAY.isoformat() and manual["total"] == 2
     assert profile_for(db, {"app": "batch"}, min_profiles=2).profiles == 2
     with pytest.raises(ValueError):
         build_missing_profiles(db, DAY, DAY)

@@ -1,0 +1,73 @@
+"""The DAGs parse with no import errors and no heavy imports, and run end to end with dag.test()
+against the real PostgreSQL, MLflow server and RabbitMQ (a tiny fit)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import pytest
+
+from agent import protocol, signing
+from agent.bus.amqp import AmqpQueueSource
+from tests.integration.conftest import AMQP_URL
+from tests.integration.mlflow_server import start_mlflow
+from tests.integration.pipeline_data import UNTIL, seed_history
+from tests.integration.test_mlflow_pipeline import FLEET_KEY, TRACES
+from training.registry import CHAMPION, version_info
+
+pytestmark = pytest.mark.integration
+
+
+def test_dags_parse_without_errors_or_heavy_imports(airflow):
+    bag = airflow("bag")
+    assert bag["import_errors"] == {}
+    assert bag["dags"] == ["pspe_forecaster", "pspe_profiles"]
+    assert bag["heavy_imports"] == []
+
+
+def test_profiles_dag_runs_for_its_day(airflow, pg_dsn):
+    seed_history(pg_dsn)
+    run = airflow("test", "pspe_profiles", "{}", UNTIL.isoformat(), env={"PSPE_DATABASE_URL": pg_dsn}, timeout=240)
+    assert run["state"] == "success", run
+    assert run["xcom"]["build"]["since"].startswith("2026-11-19") and run["xcom"]["build"]["built"] == 0
+
+
+async def test_forecaster_dag_trains_judges_promotes_and_publishes(airflow, pg_dsn, amqp_topology, tmp_path):
+    import json
+
+    seed_history(pg_dsn)
+    server = start_mlflow(tmp_path / "mlflow")
+    try:
+        settings = {"traces": [str(TRACES)], "trace_limit": 6, "trace_days": 3.0, "holdout_fraction": 0.3,
+                    "select_fraction": 0.2, "fast_dev_run": True, "threads": 1, "history_days": 2.0,
+                    "under_tolerance": 1.0, "min_gain": -10.0, "work_dir": str(tmp_path / "work"),
+                    "commands_exchange": amqp_topology.commands_exchange}
+        env = {"PSPE_DATABASE_URL": pg_dsn, "MLFLOW_TRACKING_URI": server.uri, "PSPE_AMQP_URL": AMQP_URL,
+               "PSPE_FLEET_KEY": FLEET_KEY}
+        run = airflow("test", "pspe_forecaster", json.dumps({"until": UNTIL.isoformat(), "settings": settings}),
+                      env=env, timeout=480)
+        print("task seconds", run["seconds"], "tries", run["tries"])
+        assert run["state"] == "success", run
+        assert set(run["tasks"].values()) == {"success"}, run["tasks"]
+        version = run["xcom"]["train"]["version"]
+        assert run["xcom"]["validate"]["promote"] is True and run["xcom"]["promote"]["promoted"] is True
+        assert run["xcom"]["publish"]["hosts"] == ["h1"]
+        assert version_info(server.uri, "pspe-forecaster", alias=CHAMPION)["version"] == version
+
+        source = AmqpQueueSource(AMQP_URL, amqp_topology.command_queue("h1"))
+        await source.connect()
+        try:
+            from tests.unit.test_bus_contract import take
+            got = await take(source, 1)
+            cmd = protocol.decode_command(got[0].body)
+            assert isinstance(cmd, protocol.ModelPromoted) and cmd.model_uri == f"models:/pspe-forecaster/{version}"
+            assert cmd.sha256 == run["xcom"]["train"]["sha256"]
+            stamp = signing.verify(got[0].body, got[0].headers[signing.SIGNATURE_HEADER],
+                                   signing.fleet_key(FLEET_KEY), time.time())   # raises unless signed and fresh
+            assert stamp > UNTIL.timestamp()
+            await got[0].ack()
+        finally:
+            await source.close()
+    finally:
+        server.stop()
