@@ -208,7 +208,9 @@ class ModelFetcher:
         return target
 
     def _request(self, url: str):
-        req = urllib.request.Request(url, headers={"User-Agent": "pspe-agent", **self.headers})
+        # credentials go only to the registry itself, never to a host an artifact URI names
+        same = urllib.parse.urlparse(url).netloc == urllib.parse.urlparse(_strip_userinfo(self.tracking_uri)).netloc
+        req = urllib.request.Request(url, headers={"User-Agent": "pspe-agent", **(self.headers if same else {})})
         try:
             return self.opener(req, timeout=self.timeout_s)
         except urllib.error.HTTPError as e:
