@@ -240,6 +240,49 @@ def test_installed_agent_checks_its_config_and_runs_a_session(staged, tmp_path, 
     assert json.loads(agent(root, "sessions", "--json", "--config", config, env=env).stdout) == []
 
 
+def _tracking_hierarchies() -> list[tuple[str, str]]:
+    """(mount point, /proc/PID/cgroup key) of the hierarchies systemd tracks a unit's processes in
+    beside the controllers: name=systemd on v1 and hybrid hosts, and the unified one on hybrid."""
+    found = []
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        _dev, mnt, fstype, opts = line.split()[:4]
+        if fstype == "cgroup" and "name=systemd" in opts.split(","):
+            found.append((mnt, "name=systemd"))
+        elif fstype == "cgroup2" and mnt != "/sys/fs/cgroup" and Path("/sys/fs/cgroup/cpu").is_dir():
+            found.append((mnt, ""))
+    return found
+
+
+def test_v1_session_stays_in_its_starters_systemd_cgroup_so_the_unit_needs_killmode_process(
+        staged, tmp_path, v1_cgroup_parent):
+    """What KillMode=process rests on: on a v1/hybrid host a session joins the controllers' cgroups
+    but stays in the systemd-tracked cgroup of whoever started it (the agent's unit, for fleet
+    commands), where KillMode=control-group or mixed would kill it with the agent."""
+    tracking = _tracking_hierarchies()
+    if not tracking:
+        pytest.skip("no name=systemd or hybrid unified hierarchy mounted here (cgroup v2 only)")
+    unit_cg = f"pspe-fake-unit-{v1_cgroup_parent}"
+    for mnt, _ in tracking:
+        os.mkdir(f"{mnt}/{unit_cg}")
+    root = staged.root
+    env = clean_env(PSPE_AGENT_STATE_DIR=str(tmp_path / "state"), PSPE_HTTP_LISTEN="",
+                    PSPE_AGENT_SESSION_PARENT=v1_cgroup_parent)
+    config = root / "etc/pspe/agent.toml"
+    join = "; ".join(f'echo $$ > "{mnt}/{unit_cg}/cgroup.procs"' for mnt, _ in tracking)
+    try:
+        sh("sh", "-c", f'{join}; exec "$@"', "-", root / VENV / "bin/python", root / VENV / "bin/pspe-agent",
+           "session", "start", "--name", "held", "--config", config, "--", "sleep", "120", env=env)
+        (rec,) = json.loads(agent(root, "sessions", "--json", "--config", config, env=env).stdout)
+        where = dict(line.split(":", 2)[1:] for line in Path(f"/proc/{rec['pid']}/cgroup").read_text().splitlines())
+        assert where["cpu"] == f"/{v1_cgroup_parent}/held"
+        for _, key in tracking:
+            assert where[key] == f"/{unit_cg}", f"{key}: {where[key]}"
+    finally:
+        agent(root, "session", "stop", "held", "--config", config, env=env, check=False)
+        for mnt, _ in tracking:
+            os.rmdir(f"{mnt}/{unit_cg}")
+
+
 # -- again, upgrade, uninstall -------------------------------------------------------------------------
 
 def test_second_install_changes_nothing_and_keeps_a_modified_config(release, root):
