@@ -164,7 +164,7 @@ class StepAggregator:
         # a version 2 spec's same-time lags: a day of steps and a week of hourly means (agent/lag_history.py)
         self.lags = LagHistory(lag_spec, self.metrics) if lag_spec is not None and lag_spec.lags else None
         self.lag_layout = lag_layout(lag_spec) if self.lags is not None else None
-        self.layout = (self.step_seconds, self.window, self.metrics, self.lag_layout)
+        self.layout = interned_layout((self.step_seconds, self.window, self.metrics, self.lag_layout))
 
     @classmethod
     def for_spec(cls, spec: FeatureSpec) -> "StepAggregator":
@@ -256,6 +256,19 @@ class StepAggregator:
         self.steps_completed += 1
         if self.lags is not None:
             self.lags.push(start, values)
+
+
+_LAYOUTS: dict[tuple, tuple] = {}
+
+
+def interned_layout(layout: tuple) -> tuple:
+    """One shared tuple per distinct layout, so a batch's layouts compare by identity."""
+    return _LAYOUTS.setdefault(layout, layout)
+
+
+def exact_layout(spec: FeatureSpec) -> tuple:
+    """The layout of `StepAggregator.for_spec(spec)`, interned."""
+    return interned_layout((spec.step_seconds, spec.window, spec.inputs, lag_layout(spec) if spec.lags else None))
 
 
 def lag_layout(spec: FeatureSpec) -> tuple:

@@ -94,12 +94,14 @@ def lag_features(spec: "FeatureSpec", raw: np.ndarray, scale: np.ndarray) -> tup
 
     Each value is divided by its metric's window scale (as the metric's own
     column), capped at `lag_clip` (a day-old spike must not swamp the window),
-    and missing values read 0, flagged in the share."""
+    and missing values read 0, flagged in the share. In float32 throughout."""
     idx = [spec.metrics.index(m) for m in spec.lag_metrics] * len(spec.lags)
-    nan = np.isnan(raw)
-    x = np.minimum(raw / scale[:, None, idx], spec.lag_clip)
+    inv = (1.0 / scale[:, idx]).astype(np.float32)
+    x = np.asarray(raw, dtype=np.float32) * inv[:, None, :]
+    nan = np.isnan(x)
+    np.minimum(x, np.float32(spec.lag_clip), out=x)
     x[nan] = 0.0
-    return x.astype(np.float32), nan.mean(axis=2, dtype=np.float32)
+    return x, nan.sum(axis=2, dtype=np.float32) / np.float32(len(idx))
 
 
 @dataclass(frozen=True)

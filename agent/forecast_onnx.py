@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from agent.downsample import StepAggregator, gather_windows, lag_layout
+from agent.downsample import StepAggregator, exact_layout, gather_windows
 from agent.features import (FeatureSpec, SpecError, build_batch, build_batch_arrays, calibrate, check_supported,
                             unscale)
 from agent.forecast import DEFAULT_LOOKAHEAD_STEPS, ForecastInput, quantile_pick, reduce_output
@@ -103,12 +103,18 @@ def check_signature(session: ort.InferenceSession, spec: FeatureSpec, path: str)
 
 
 def probe_batch(spec: FeatureSpec) -> np.ndarray:
-    """Three plausible windows (flat at full scale, a wave, a ramp) built through the real feature path."""
+    """Three plausible windows (flat at full scale, a wave, a ramp) built through the real feature path
+    (a version 2 spec's lags: the same shapes a day and a week before)."""
     n = spec.window
     times = np.arange(n) * spec.step_seconds
     shapes = (np.ones(n), 0.75 + 0.25 * np.sin(np.arange(n) / 3.0), np.linspace(0.1, 1.0, n))
     items = [({m: s * 10 * f for m, f in zip(spec.inputs, spec.scale_floors)}, times) for s in shapes]
-    return build_batch(spec, items)[0]
+    lags = None
+    if spec.lags:
+        floors = dict(zip(spec.inputs, spec.scale_floors))
+        lags = np.stack([np.stack([s * 10 * floors[m] for _ in spec.lags for m in spec.lag_metrics], axis=1)
+                         for s in shapes]).astype(np.float32)
+    return build_batch(spec, items, lags)[0]
 
 
 def load_model(model_path: str | Path, *, expected_sha256: str | None = None, threads: int = 1,
@@ -227,8 +233,8 @@ class OnnxForecaster:
         """The batch's inputs: straight from the step rings when every session keeps exactly the
         spec's window (the usual case, one pass for all), else session by session."""
         spec = self.spec
-        exact = (spec.step_seconds, spec.window, spec.inputs, lag_layout(spec) if spec.lags else None)
-        if all(s.layout == exact for s in steps):
+        exact = exact_layout(spec)
+        if all(s.layout is exact for s in steps):
             times, values = gather_windows(steps)
             lags = gather_lags([s.lags for s in steps], spec, times[:, -1]) if spec.lags else None
             return build_batch_arrays(spec, times, values, lags)
@@ -312,7 +318,7 @@ def benchmark_inference_us(forecaster: OnnxForecaster, batch: int = 1000, repeat
     between step boundaries (cached answers)."""
     spec = forecaster.spec
     inputs = synthetic_inputs(spec, batch)
-    x = build_batch(spec, [inp.steps.series() for inp in inputs])[0]
+    x = forecaster._windows([inp.steps for inp in inputs])[0]
     now = spec.window * spec.step_seconds
 
     def best(fn) -> float:

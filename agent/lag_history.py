@@ -101,16 +101,26 @@ class LagHistory:
 
 
 def gather_lags(histories: Sequence[LagHistory], spec: FeatureSpec, end: np.ndarray) -> np.ndarray:
-    """Lag values float32 [B, window, lag columns] of windows ending at step start times `end` [B]."""
+    """Lag values float32 [B, window, lag columns] of windows ending at step start times `end` [B].
+
+    One slice per session and lag; which rows of the slice each window row reads depends only
+    on the window's end, so it is worked out once per distinct end (a tick's windows mostly share it).
+    """
     B, W, width = len(histories), spec.window, len(spec.lag_metrics)
+    ends, inverse = np.unique(np.asarray(end, dtype=np.float64), return_inverse=True)
+    inverse = inverse.reshape(-1)
     out = np.empty((B, W, len(spec.lags) * width), dtype=np.float32)
     for j, (lag, bucket) in enumerate(spec.lags):
-        rows = row_buckets(spec, end, lag, bucket)                     # [B, W]
-        first = rows[:, 0]
+        rows = row_buckets(spec, ends, lag, bucket)                    # [U, W]
         span = bucket_span(spec, bucket)
-        block = np.empty((B, span, width), dtype=np.float32)
-        for b, h in enumerate(histories):
-            block[b] = h.rings[bucket].block(int(first[b]), span)
-        offsets = (rows - first[:, None])[:, :, None]
-        out[:, :, j * width:(j + 1) * width] = np.take_along_axis(block, offsets, axis=1)
+        firsts = rows[:, 0][inverse].tolist()
+        block = np.stack([h.rings[bucket].block(f, span) for h, f in zip(histories, firsts)])   # [B, span, width]
+        offsets = rows - rows[:, :1]
+        cols = slice(j * width, (j + 1) * width)
+        if span == W and (offsets == np.arange(W)).all():
+            out[:, :, cols] = block                                    # a step-sized bucket: row r is slot r
+        elif ends.size == 1:
+            out[:, :, cols] = block[:, offsets[0]]
+        else:
+            out[:, :, cols] = np.take_along_axis(block, offsets[inverse][:, :, None], axis=1)
     return out
