@@ -31,6 +31,9 @@ args=(server --host "$host" --port "$port" --workers "$workers"
 if [[ -n "${PSPE_MLFLOW_ALLOWED_HOSTS:-}" ]]; then
   args+=(--allowed-hosts "$PSPE_MLFLOW_ALLOWED_HOSTS")
 fi
+# The registry needs no job runner (it serves MLflow's GenAI scorers: two more processes, ~300 MB);
+# set MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true to have it back.
+export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}"
 # no telemetry from a server on a host without the internet
 export MLFLOW_DISABLE_TELEMETRY="${MLFLOW_DISABLE_TELEMETRY:-true}"
 export DO_NOT_TRACK="${DO_NOT_TRACK:-true}"
