@@ -22,6 +22,7 @@ from agent.main import build_agent
 from tests.integration.conftest import AMQP_URL
 from tests.integration.mlflow_server import start_mlflow
 from tests.integration.pipeline_data import UNTIL, seed_history
+from tests.integration.pipeline_step import run_step
 from training import pipeline
 from training.pipeline_publish import publish_promotion
 from training.pipeline_rules import PipelineConfig
@@ -50,13 +51,14 @@ async def test_retrain_judge_promote_publish_and_the_agent_swaps(mlflow_server, 
     assert seed_history(pg_dsn) > 0
     cfg = tiny_config(database_url=pg_dsn, tracking_uri=mlflow_server.uri, work_dir=str(tmp_path / "work"),
                       commands_exchange=amqp_topology.commands_exchange)
-    chal = await asyncio.to_thread(pipeline.train_challenger, cfg, UNTIL)
+    # training and replay run in child processes, as on an Airflow worker
+    chal = await asyncio.to_thread(run_step, "train", cfg, UNTIL)
     assert chal["reused"] is False and len(chal["sha256"]) == 64
-    again = await asyncio.to_thread(pipeline.train_challenger, cfg, UNTIL)         # idempotent per interval
+    again = await asyncio.to_thread(run_step, "train", cfg, UNTIL)         # idempotent per interval
     assert again["reused"] is True and again["version"] == chal["version"]
 
     strict = dataclasses.replace(cfg, min_gain=10.0)                                 # cannot win: kept out
-    kept = await asyncio.to_thread(pipeline.validate, strict, UNTIL, chal["version"])
+    kept = await asyncio.to_thread(run_step, "validate", strict, UNTIL, chal["version"])
     assert kept["promote"] is False and kept["champion_version"] == "bundled" and kept["holdout_sessions"] >= 1
     assert kept["challenger"]["sessions"] == kept["holdout_sessions"]
     assert pipeline.promote_if_better(strict, kept)["promoted"] is False
@@ -64,7 +66,7 @@ async def test_retrain_judge_promote_publish_and_the_agent_swaps(mlflow_server, 
     assert publish_promotion(strict, UNTIL, {"promoted": False}, time.time())["published"] == 0
 
     lenient = dataclasses.replace(cfg, under_tolerance=1.0, min_gain=-10.0)          # anything finite wins
-    verdict = await asyncio.to_thread(pipeline.validate, lenient, UNTIL, chal["version"])
+    verdict = await asyncio.to_thread(run_step, "validate", lenient, UNTIL, chal["version"])
     assert verdict["promote"] is True, verdict["reasons"]
     promoted = pipeline.promote_if_better(lenient, verdict)
     assert promoted["promoted"] and version_info(cfg.tracking_uri, cfg.model_name, alias=CHAMPION)["version"] \
