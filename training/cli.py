@@ -22,6 +22,7 @@ def add_fit_parser(sub) -> None:
     p.add_argument("--out", default="", help="ONNX path (default: the agent's bundled agent/models/forecaster.onnx)")
     p.add_argument("--cell", choices=("gru", "lstm"), default="lstm", help="lstm: chosen over gru on 2013-8 (val pinball 0.110 vs 0.113)")
     p.add_argument("--hidden", type=int, default=48)
+    p.add_argument("--fold", type=int, default=4, help="steps folded into one recurrent step")
     p.add_argument("--max-epochs", type=int, default=16)
     p.add_argument("--max-minutes", type=float, default=9.0)
     p.add_argument("--seed", type=int, default=7)
@@ -49,7 +50,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from training.registry import tracking_uri
 
     cfg = FitConfig(train_dir=args.train, val_dir=args.val, out=args.out or str(DEFAULT_OUT), cell=args.cell,
-                    hidden=args.hidden, max_epochs=args.max_epochs, max_minutes=args.max_minutes, seed=args.seed,
+                    hidden=args.hidden, fold=args.fold, max_epochs=args.max_epochs, max_minutes=args.max_minutes, seed=args.seed,
                     threads=args.threads, limit=args.limit, fast_dev_run=args.fast_dev_run,
                     calib_every=args.calib_every, spec=spec_overrides(args.spec_version),
                     tracking_uri=tracking_uri(args.tracking_uri))

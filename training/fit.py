@@ -41,6 +41,7 @@ class FitConfig:
     out: str = str(DEFAULT_OUT)
     cell: str = "gru"
     hidden: int = 48
+    fold: int = 4                        # steps folded into one recurrent step (the net's cost is ~1/fold)
     seed: int = 7
     max_epochs: int = 12
     max_minutes: float = 12.0
@@ -131,7 +132,7 @@ def train_net(cfg: FitConfig, spec: FeatureSpec, train: WindowSet, val: WindowSe
 
     torch.set_num_threads(cfg.threads)
     pl.seed_everything(cfg.seed, workers=True)
-    net = build_net(spec, cell=cfg.cell, hidden=cfg.hidden)
+    net = build_net(spec, cell=cfg.cell, hidden=cfg.hidden, fold=cfg.fold)
     module = QuantileForecasterModule(net, spec.quantiles, lr=cfg.lr)
     data = WindowDataModule(train, val, batch_size=cfg.batch_size, seed=cfg.seed)
     keep = _KeepBest()
@@ -215,7 +216,7 @@ def fit(cfg: FitConfig) -> dict:
     out = Path(cfg.out)
     err = export(net, spec, out, check, extra_metadata={"pspe_commit": commit, "pspe_cell": cfg.cell})
     provenance = {
-        "model": out.name, "cell": cfg.cell, "hidden": cfg.hidden,
+        "model": out.name, "cell": cfg.cell, "hidden": cfg.hidden, "fold": cfg.fold,
         "parameters": int(sum(p.numel() for p in net.parameters())),
         "data": {"train": portable(cfg.train_dir), "train_series": n_train, "train_windows": len(train),
                  "calibration_series": len(held_out_series), "calibration_windows": len(held_out),
@@ -224,7 +225,7 @@ def fit(cfg: FitConfig) -> dict:
         "commit": commit, "seed": cfg.seed, "metrics": {**metrics, **run, "onnx_max_abs_diff": err},
         "feature_spec": spec.to_dict(), "config": {k: v for k, v in asdict(cfg).items() if k != "tracking_uri"},
         "retrain": (f"pspe-train fit --cell {cfg.cell} --max-epochs {cfg.max_epochs} --max-minutes "
-                    f"{cfg.max_minutes:g} --threads {cfg.threads} --spec-version {spec.version} "
+                    f"{cfg.max_minutes:g} --threads {cfg.threads} --fold {cfg.fold} --spec-version {spec.version} "
                     f"--calib-every {cfg.calib_every}"),
     }
     provenance["sha256"] = hashlib.sha256(out.read_bytes()).hexdigest()

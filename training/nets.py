@@ -51,8 +51,9 @@ def pinball_loss(pred: torch.Tensor, y: torch.Tensor, levels: Sequence[float]) -
     return torch.maximum(q * diff, (q - 1.0) * diff).mean()
 
 
-def build_net(spec, cell: str = "gru", hidden: int = 48) -> QuantileRNN:
-    """The net for a FeatureSpec (agent.features.FeatureSpec)."""
-    fold = 4 if spec.window % 4 == 0 else 1
+def build_net(spec, cell: str = "gru", hidden: int = 48, fold: int = 4) -> QuantileRNN:
+    """The net for a FeatureSpec (agent.features.FeatureSpec); `fold` steps per recurrent step
+    (1 when the window does not divide by it)."""
+    fold = fold if fold >= 1 and spec.window % fold == 0 else 1
     return QuantileRNN(spec.n_features, len(spec.horizons), len(spec.quantiles), len(spec.targets),
                        hidden=hidden, fold=fold, cell=cell)

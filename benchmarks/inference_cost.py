@@ -1,0 +1,77 @@
+"""The forecaster's cost per session per tick, batched at 1,000 sessions on one thread.
+
+For each runner of the model (numpy from the .npz, onnxruntime from the .onnx):
+the net alone, a tick at a step boundary (windows from the StepAggregators + run
++ reduce), a tick between step boundaries (cached answers), and the window
+building alone: the one-pass path the forecaster takes (`gather_windows` +
+`build_batch_arrays`) against the per-session path it replaced (`series()` per
+session into `build_batch`), measured in the same run. CPU time, best of
+`--repeats`, in microseconds per session.
+
+    .venv/bin/python benchmarks/inference_cost.py --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def best_us(fn, batch: int, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.process_time()
+        fn()
+        times.append(time.process_time() - t0)
+    return round(min(times) / batch * 1e6, 2)
+
+
+def measure(forecaster, batch: int, repeats: int) -> dict:
+    from agent.features import build_batch
+    from agent.forecast_onnx import benchmark_inference_us, synthetic_inputs
+
+    out = {k: round(v, 2) for k, v in benchmark_inference_us(forecaster, batch, repeats).items()}
+    steps = [inp.steps for inp in synthetic_inputs(forecaster.spec, batch)]
+    out["windows_us_per_session"] = best_us(lambda: forecaster._windows(steps), batch, repeats)
+    if not forecaster.spec.lags:   # the per-session path never served lags
+        out["windows_per_session_path_us"] = best_us(
+            lambda: build_batch(forecaster.spec, [s.series() for s in steps]), batch, repeats)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="", help="ONNX model (default: the bundled one)")
+    p.add_argument("--batch", type=int, default=1000)
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    args = p.parse_args(argv)
+
+    from agent.forecast import BUNDLED_MODEL
+    from agent.forecast_numpy import NumpyForecaster, weights_path_for
+    from agent.forecast_onnx import OnnxForecaster
+
+    model = args.model or str(BUNDLED_MODEL)
+    result: dict = {"model": model, "batch": args.batch, "load_average_before": os.getloadavg()[0]}
+    runners = [("onnxruntime", OnnxForecaster)]
+    if weights_path_for(model).is_file():
+        runners.insert(0, ("numpy", NumpyForecaster))
+    for name, cls in runners:
+        result[name] = measure(cls(model, threads=1), args.batch, args.repeats)
+        if not args.json:
+            print(name, result[name])
+    result["load_average_after"] = os.getloadavg()[0]
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
