@@ -17,7 +17,7 @@ $(VENV)/.full: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[agent,demo,ingest,train,dev]'
+	$(PIP) install -q -e '.[agent,demo,ingest,train,airflow,dev]'
 	touch $@ $(VENV)/.agent
 
 venv-agent: $(VENV)/.agent
