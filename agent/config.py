@@ -67,9 +67,9 @@ class PolicySection:
     host_mem_reserve: int = 256 * 1024**2
     # Memory moves in steps: the hard limit also stays above the recent peak (a peak that halves
     # every mem_peak_half_life_seconds; 0 turns this floor off), plus mem_peak_margin.
-    mem_peak_half_life_seconds: float = 3 * 86400.0
-    mem_peak_margin: float = 0.5
-    mem_cooldown_down_seconds: float = 0.0  # the memory cap waits at least this long to come down
+    mem_peak_half_life_seconds: float = 7 * 86400.0
+    mem_peak_margin: float = 1.0
+    mem_cooldown_down_seconds: float = 6 * 3600.0  # the memory cap waits at least this long to come down
     # Online conformal correction (agent/conformal.py): per session, each level's margin adapts so
     # its share of steps with demand at or above it tracks the target below (0: no correction).
     conformal: bool = True

@@ -25,6 +25,7 @@ State per session: four floats and a time (`Conformal`, slotted: about 100 bytes
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 from agent.config import PolicySection
 
@@ -71,44 +72,86 @@ def targets(cfg: PolicySection) -> tuple[float, float, float, float]:
 def missed(level: str, demand: float, value: float) -> bool:
     """Did `demand` reach the level `value` (a cap: within CAP_TOLERANCE; a share: above it)?"""
     if level.endswith("_limit"):
-        return demand >= value * (1.0 - CAP_TOLERANCE)
+        return demand >= value * _REACH
     return demand > value
 
 
+_REACH = 1.0 - CAP_TOLERANCE
+
+
+def _step(s: float, goal: float, miss: bool, gain: float, lo: float, hi: float) -> float:
+    s += gain * ((1.0 if miss else 0.0) - goal)
+    return lo if s < lo else hi if s > hi else s
+
+
 def update(state: Conformal, now: float, levels: tuple[float, float, float, float],
-           demand: tuple[float, float], highs: tuple[float, float], cfg: PolicySection) -> None:
-    """Fold one observation into `state`.
+           demand: tuple[float, float], highs: Callable[[], tuple[float, float]], cfg: PolicySection) -> None:
+    """Fold one observation into `state` (called every tick: kept to plain arithmetic).
 
     `levels`: the four levels in force over the interval just measured (LEVELS' order);
-    `demand`: (CPU cores, memory bytes) seen over it, NaN when unknown; `highs`: the upper bounds
-    of CPU and memory (a level at its bound counts no miss).
+    `demand`: (CPU cores, memory bytes) seen over it, NaN when unknown; `highs()`: the upper bounds
+    of CPU and memory, asked for only on a miss (a level at its bound counts no miss there).
     """
-    goals = targets(cfg)
     last, state.at = state.at, now
-    if last is None or not now > last or not any(goals):
+    if last is None or not now > last or not cfg.conformal:
         return
-    weight = min(now - last, cfg.conformal_step_seconds) / cfg.conformal_step_seconds
-    gain = cfg.conformal_gain * weight
+    step = cfg.conformal_step_seconds
+    gain = cfg.conformal_gain * (min(now - last, step) / step)
     lo, hi = math.log(cfg.conformal_min), math.log(cfg.conformal_max)
-    for k, name in enumerate(LEVELS):
-        goal, value = goals[k], levels[k]
-        d, high = demand[k // 2], highs[k // 2]
-        if goal <= 0 or not (d == d and value == value) or math.isinf(d):
-            continue
-        miss = missed(name, d, value)
-        if miss and value >= high * (1.0 - CAP_TOLERANCE):
-            continue                      # held at its bound: a miss there says nothing about the margin
-        s = getattr(state, name) + gain * ((1.0 if miss else 0.0) - goal)
-        setattr(state, name, min(max(s, lo), hi))
+    cpu_lim, cpu_req, mem_lim, mem_req = levels
+    cpu, mem = demand
+    top = None
+    if cpu == cpu and cpu != math.inf:
+        goal = cfg.cpu_cap_miss
+        if goal > 0 and cpu_lim == cpu_lim:
+            miss = cpu >= cpu_lim * _REACH
+            if miss:
+                top = highs()
+            if not (miss and cpu_lim >= top[0] * _REACH):   # held at its bound: says nothing of the margin
+                state.cpu_limit = _step(state.cpu_limit, goal, miss, gain, lo, hi)
+        goal = cfg.cpu_share_miss
+        if goal > 0 and cpu_req == cpu_req:
+            miss = cpu > cpu_req
+            if miss and top is None:
+                top = highs()
+            if not (miss and cpu_req >= top[0] * _REACH):
+                state.cpu_request = _step(state.cpu_request, goal, miss, gain, lo, hi)
+    if mem == mem and mem != math.inf:
+        goal = cfg.mem_cap_miss
+        if goal > 0 and mem_lim == mem_lim:
+            miss = mem >= mem_lim * _REACH
+            if miss and top is None:
+                top = highs()
+            if not (miss and mem_lim >= top[1] * _REACH):
+                state.mem_limit = _step(state.mem_limit, goal, miss, gain, lo, hi)
+        goal = cfg.mem_share_miss
+        if goal > 0 and mem_req == mem_req:
+            miss = mem > mem_req
+            if miss and top is None:
+                top = highs()
+            if not (miss and mem_req >= top[1] * _REACH):
+                state.mem_request = _step(state.mem_request, goal, miss, gain, lo, hi)
+
+
+_FACTORS: dict[int, float] = {}   # grid cell -> exp(cell x FACTOR_GRID), shared by every session
+
+
+def _factor(s: float) -> float:
+    if not s:
+        return 1.0
+    cell = round(s / FACTOR_GRID)
+    f = _FACTORS.get(cell)
+    if f is None:
+        f = _FACTORS[cell] = math.exp(cell * FACTOR_GRID)
+    return f
 
 
 def factor(state: Conformal | None, level: str) -> float:
     """exp(s) of one level on the 2 % grid (1.0 without state)."""
-    if state is None:
-        return 1.0
-    s = getattr(state, level)
-    return math.exp(round(s / FACTOR_GRID) * FACTOR_GRID) if s else 1.0
+    return 1.0 if state is None else _factor(getattr(state, level))
 
 
 def factors(state: Conformal | None) -> tuple[float, float, float, float]:
-    return tuple(factor(state, name) for name in LEVELS)  # type: ignore[return-value]
+    if state is None:
+        return 1.0, 1.0, 1.0, 1.0
+    return _factor(state.cpu_limit), _factor(state.cpu_request), _factor(state.mem_limit), _factor(state.mem_request)

@@ -50,7 +50,7 @@ from agent.limits import Bounds, Limits
 from agent.policy_memo import PolicyMemo
 from agent.policy_steps import (
     LEVEL_FIELDS, base_estimate, bump_sample, bump_sample_explained, clamp,
-    cpu_burst_for, effective_bounds, finite, is_young, mem_cap_floor, peak_floor, round_cpu_up, round_mem_up,
+    cpu_burst_for, effective_bounds, effective_highs, finite, is_young, mem_cap_floor, peak_floor, round_cpu_up, round_mem_up,
     limits_differ, same_value, usage_floor, with_confidence, with_margin, within_hysteresis, young_extra,
 )
 from agent.policy_recall import Answer, Hold, WaitClock, config_snapshot, texts
@@ -240,9 +240,9 @@ def _observe(now: float, current: Limits | None, cpu_used: float, mem_used: floa
     if state is None:
         state = memo.conformal = conformal.Conformal()
     if current is not None:
-        b = effective_bounds(bounds, cfg)
         conformal.update(state, now, (current.cpu_limit, current.cpu_request, current.mem_limit,
-                                      current.mem_request), (cpu_used, mem_used), (b.cpu_max, b.mem_max), cfg)
+                                      current.mem_request), (cpu_used, mem_used),
+                         lambda: effective_highs(bounds, cfg), cfg)
     else:
         state.at = now                        # the next call measures the interval from here
     return conformal.factors(state), peak

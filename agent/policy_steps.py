@@ -110,14 +110,21 @@ def effective_bounds(bounds: Bounds, cfg: PolicySection) -> Bounds:
     Where the two do not overlap the session's own bounds win (an operator set
     them for this session); a min above its max collapses to the max.
     """
-    def one(lo: float, hi: float, flo: float, fhi: float) -> tuple[float, float]:
-        lo, hi = min(lo, hi), hi
-        nlo, nhi = max(lo, flo), min(hi, fhi)
-        return (nlo, nhi) if nlo <= nhi else (lo, hi)
-
-    cpu_min, cpu_max = one(bounds.cpu_min, bounds.cpu_max, cfg.cpu_min, cfg.cpu_max)
-    mem_min, mem_max = one(bounds.mem_min, bounds.mem_max, cfg.mem_min, cfg.mem_max)
+    cpu_min, cpu_max = _inside(bounds.cpu_min, bounds.cpu_max, cfg.cpu_min, cfg.cpu_max)
+    mem_min, mem_max = _inside(bounds.mem_min, bounds.mem_max, cfg.mem_min, cfg.mem_max)
     return Bounds(cpu_min=cpu_min, cpu_max=cpu_max, mem_min=int(mem_min), mem_max=int(mem_max))
+
+
+def _inside(lo: float, hi: float, flo: float, fhi: float) -> tuple[float, float]:
+    lo = min(lo, hi)
+    nlo, nhi = max(lo, flo), min(hi, fhi)
+    return (nlo, nhi) if nlo <= nhi else (lo, hi)
+
+
+def effective_highs(bounds: Bounds, cfg: PolicySection) -> tuple[float, float]:
+    """(cpu_max, mem_max) of `effective_bounds`, without building it (every tick, every session)."""
+    return (_inside(bounds.cpu_min, bounds.cpu_max, cfg.cpu_min, cfg.cpu_max)[1],
+            _inside(bounds.mem_min, bounds.mem_max, cfg.mem_min, cfg.mem_max)[1])
 
 
 def clamp(x: float, lo: float, hi: float) -> float:

@@ -45,24 +45,29 @@ def frontier(traces: str, model: str, limit: int | None, days: float | None, job
         return [{"family": f, "name": name, **figs} for f, name, figs in pool.map(_frontier_one, work)]
 
 
-def plot_frontier(points: list[dict], standard: dict, path: Path, title: str = "") -> None:
+def plot_frontier(points: list[dict], standard: dict, path: Path, title: str = "", pooled: bool = False) -> None:
+    """Slack against under-provisioning per family: medians across VMs, or pooled over all steps."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    def xy(p: dict) -> tuple[float, float]:
+        f = p["total"] if pooled else p
+        return 100 * f["cpu_under"], 100 * f["cpu_slack"]
+
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
     families = sorted({p["family"] for p in points})
     for fam in families:
-        pts = sorted((p for p in points if p["family"] == fam), key=lambda p: p["cpu_under"])
-        ax.plot([100 * p["cpu_under"] for p in pts], [100 * p["cpu_slack"] for p in pts], "o-", label=fam, ms=4)
+        pts = sorted((xy(p) for p in points if p["family"] == fam))
+        ax.plot([x for x, _ in pts], [y for _, y in pts], "o-", label=fam, ms=4)
     for name, p in standard.items():
-        ax.plot(100 * p["cpu_under"], 100 * p["cpu_slack"], "k*", ms=9)
-        ax.annotate(name, (100 * p["cpu_under"], 100 * p["cpu_slack"]), fontsize=7, xytext=(4, 3),
-                    textcoords="offset points")
+        ax.plot(*xy(p), "k*", ms=9)
+        ax.annotate(name, xy(p), fontsize=7, xytext=(4, 3), textcoords="offset points")
     ax.axvline(1.0, color="grey", lw=0.6, ls="--")
     ax.axhline(20.0, color="grey", lw=0.6, ls="--")
-    ax.set_xlabel("CPU steps under-provisioned (median across VMs, %)")
-    ax.set_ylabel("CPU slack of the cap (median across VMs, %)")
+    how = "pooled over all steps of all VMs" if pooled else "median across VMs"
+    ax.set_xlabel(f"CPU steps under-provisioned ({how}, %)")
+    ax.set_ylabel(f"CPU slack of the cap ({how}, %)")
     ax.set_xscale("symlog", linthresh=0.1)
     ax.set_xlim(left=0)
     ax.set_title(title or "CPU slack vs under-provisioning, each policy swept over its knob", fontsize=9)
@@ -100,7 +105,9 @@ def replot(results: Path, out: Path, title: str) -> None:
         plot_wape(json.loads(ev.read_text()), out / "forecast_wape.png")
     fr = results / "frontier.json"
     if fr.is_file():
-        plot_frontier(json.loads(fr.read_text()), {}, out / "forecast_frontier.png", title)
+        points = json.loads(fr.read_text())
+        plot_frontier(points, {}, out / "forecast_frontier.png", title)
+        plot_frontier(points, {}, out / "forecast_frontier_pooled.png", title, pooled=True)
 
 
 def inference_cost(model: str) -> dict:
@@ -150,9 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     points = frontier(args.traces, args.model, args.frontier_limit, args.frontier_days, args.jobs)
     (res_dir / "frontier.json").write_text(json.dumps(points, indent=1, default=float))
     for p in points:
-        print(f"{p['family']:<12}{p['name']:<22}slack {p['cpu_slack']:.3f} under {p['cpu_under']:.4f} "
-              f"req slack {p['cpu_req_slack']:.3f} oom {p['oom_kills']:.0f} chg/h {p['changes_per_hour']:.2f}")
+        print(f"{p['family']:<17}{p['name']:<24}slack {p['cpu_slack']:.3f} under {p['cpu_under']:.4f} "
+              f"(pooled {p['total']['cpu_slack']:.3f} / {p['total']['cpu_under']:.4f}) "
+              f"req slack {p['cpu_req_slack']:.3f} mem slack {p['mem_slack']:.3f} oom {p['oom_kills']:.0f} "
+              f"chg/h {p['changes_per_hour']:.2f}")
     plot_frontier(points, {}, out / "forecast_frontier.png", title)
+    plot_frontier(points, {}, out / "forecast_frontier_pooled.png", title, pooled=True)
     report["seconds"] = round(time.monotonic() - t0, 1)
     print(json.dumps(report))
     return 0

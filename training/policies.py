@@ -91,13 +91,28 @@ def standard_runs(model_path: str = "", model_name: str = "model") -> list[Polic
     ]
 
 
+PLAIN = {"conformal": False}   # the model's quantile + margin alone, no per-session correction
+
+
 def frontier_runs(model_path: str = "") -> list[tuple[str, PolicyRun]]:
-    """(family, run) pairs sweeping each family's knob, for the slack / under-provisioning frontier."""
+    """(family, run) pairs sweeping each family's knob, for the slack / under-provisioning frontier.
+
+    The model runs in three families: quantile + margin alone (`model`), with the per-session conformal
+    correction over its target miss share (`model+conformal`), and on the next step alone instead of
+    the max over the next 3 (`model, next step`); every model run has the agent's memory policy.
+    """
     runs: list[tuple[str, PolicyRun]] = []
     for uq, margins in ((0.9, (0.0, 0.15, 0.3, 0.6)), (0.95, (0.0, 0.3)), (0.97, (0.0,)), (0.99, (0.0, 0.15, 0.3))):
         for m in margins:
             runs.append(("model", model_run(f"model_q{uq:g}_m{m:g}", model_path,
-                                            replay_policy(upper_quantile=uq, cpu_margin=m))))
+                                            replay_policy(upper_quantile=uq, cpu_margin=m, **PLAIN))))
+    for target in (0.003, 0.005, 0.01, 0.02, 0.03):
+        runs.append(("model+conformal", model_run(f"model_conformal_{target:g}", model_path,
+                                                  replay_policy(upper_quantile=0.9, cpu_cap_miss=target))))
+    for uq, m in ((0.9, 0.15), (0.9, 0.3), (0.9, 0.6), (0.99, 0.15)):
+        runs.append(("model, next step", model_run(f"model_next_q{uq:g}_m{m:g}", model_path,
+                                                   replay_policy(upper_quantile=uq, cpu_margin=m, **PLAIN),
+                                                   lookahead_steps=1)))
     for q in (0.9, 0.95, 0.99):
         runs.append(("vpa", named_baseline("vpa", f"vpa_p{q * 100:g}", upper_quantile=q)))
     for w in (12, 72, 288):

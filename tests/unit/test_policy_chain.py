@@ -143,7 +143,7 @@ def test_heavy_throttling_becomes_a_bumped_cpu_sample():
     assert p.limits.cpu_limit == pytest.approx(quota * sim.cfg.throttle_bump * 1.15, abs=0.002)
 
 
-NO_PEAK = PolicySection(mem_peak_half_life_seconds=0)   # memory free to come down at once
+NO_PEAK = PolicySection(mem_peak_half_life_seconds=0, mem_cooldown_down_seconds=0)  # memory free to come down
 
 
 def refuse_first_shrink(sim: Sim) -> int:

@@ -12,7 +12,7 @@ from agent.prediction import Prediction, ResourcePrediction
 
 DAY = 86400.0
 CFG = PolicySection(mem_peak_half_life_seconds=DAY, mem_peak_margin=0.5, conformal=False,
-                    cooldown_down_seconds=0.0, hysteresis=0.0)
+                    cooldown_down_seconds=0.0, mem_cooldown_down_seconds=0.0, hysteresis=0.0)
 
 
 def pred(cpu=(0.5, 1.0), mem=(200 * MIB, 300 * MIB)):
@@ -74,7 +74,8 @@ def test_the_peak_floor_respects_the_bounds():
 
 
 def test_peak_floor_off_lets_memory_follow_the_forecast():
-    s = Session(cfg=PolicySection(mem_peak_half_life_seconds=0, conformal=False, cooldown_down_seconds=0.0))
+    s = Session(cfg=PolicySection(mem_peak_half_life_seconds=0, conformal=False, cooldown_down_seconds=0.0,
+                                  mem_cooldown_down_seconds=0.0))
     s.at(0.0, 100 * MIB)
     s.at(300.0, 2 * GIB)
     assert s.at(600.0, 100 * MIB).limits.mem_limit < GIB

@@ -64,7 +64,7 @@ def test_remembered_answers_equal_the_full_chain():
 
 
 def test_a_steady_session_gets_its_answer_back_with_the_wait_recounted():
-    cfg = PolicySection(cooldown_down_seconds=30.0)
+    cfg = PolicySection(cooldown_down_seconds=30.0, mem_cooldown_down_seconds=0.0)
     memo = PolicyMemo()
     pred = Prediction(ResourcePrediction(0.1, 0.2), ResourcePrediction(80 * MIB, 90 * MIB), "heuristic", 100)
     current = Limits(cpu_request=0.5, cpu_limit=1.0, mem_request=512 * MIB, mem_limit=1024 * MIB)
