@@ -91,8 +91,7 @@ class AnomalyDetector:
             log.debug("anomaly: %s: sample at %s not after %s; dropped", session_id, now, sess.last_t)
             return []
         self._track_interval(sess, now)
-        got = sample.values
-        values = {m: _as_float(got.get(m)) for m in _KEPT}
+        values = {m: v if type(v) is float else _as_float(v) for m, v in zip(_KEPT, map(sample.values.get, _KEPT))}
         for name, v in sample.app.items():
             values[APP_PREFIX + str(name)] = _as_float(v)
         learned = None
