@@ -11,6 +11,7 @@ array write instead of fourteen; `buffers[metric]` reads like a RingBuffer.
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -67,25 +68,50 @@ def sample_from_readings(prev: Reading | None, cur: Reading, t: float, dt: float
     throttled = (None if cur.cpu_nr_throttled is None or p.cpu_nr_throttled is None
                  else cur.cpu_nr_throttled - p.cpu_nr_throttled)
     mem, peak = cur.mem_usage_bytes, cur.mem_peak_bytes
+    nan = math.nan
+    if dt > 0:   # _rate for each counter, inline: this runs for every session every tick
+        a, b = cur.cpu_usage_ns, p.cpu_usage_ns
+        cpu = nan if a is None or b is None or a < b else (a - b) / dt * 1e-9
+        a, b = cur.io_read_bytes, p.io_read_bytes
+        rb = nan if a is None or b is None or a < b else (a - b) / dt
+        a, b = cur.io_write_bytes, p.io_write_bytes
+        wb = nan if a is None or b is None or a < b else (a - b) / dt
+        a, b = cur.io_read_ops, p.io_read_ops
+        ro = nan if a is None or b is None or a < b else (a - b) / dt
+        a, b = cur.io_write_ops, p.io_write_ops
+        wo = nan if a is None or b is None or a < b else (a - b) / dt
+        a, b = cur.net_rx_bytes, p.net_rx_bytes
+        rx = nan if a is None or b is None or a < b else (a - b) / dt
+        a, b = cur.net_tx_bytes, p.net_tx_bytes
+        tx = nan if a is None or b is None or a < b else (a - b) / dt
+        a, b = cur.psi_cpu_some_us, p.psi_cpu_some_us
+        pc = nan if a is None or b is None or a < b else (a - b) / dt * 1e-6
+        a, b = cur.psi_mem_some_us, p.psi_mem_some_us
+        pm = nan if a is None or b is None or a < b else (a - b) / dt * 1e-6
+        a, b = cur.psi_io_some_us, p.psi_io_some_us
+        pi = nan if a is None or b is None or a < b else (a - b) / dt * 1e-6
+    else:
+        cpu = rb = wb = ro = wo = rx = tx = pc = pm = pi = nan
     v = {
-        "cpu_cores": _rate(cur.cpu_usage_ns, p.cpu_usage_ns, dt, 1e-9),
+        "cpu_cores": cpu,
         "cpu_throttled": ((throttled / periods) if periods and periods > 0 and throttled is not None and throttled >= 0
-                          else (0.0 if periods == 0 else math.nan)),
-        "mem_bytes": float(mem) if mem is not None else math.nan,
-        "mem_peak_bytes": float(peak) if peak is not None else math.nan,
-        "disk_read_bps": _rate(cur.io_read_bytes, p.io_read_bytes, dt),
-        "disk_write_bps": _rate(cur.io_write_bytes, p.io_write_bytes, dt),
-        "disk_read_iops": _rate(cur.io_read_ops, p.io_read_ops, dt),
-        "disk_write_iops": _rate(cur.io_write_ops, p.io_write_ops, dt),
-        "net_rx_bps": _rate(cur.net_rx_bytes, p.net_rx_bytes, dt),
-        "net_tx_bps": _rate(cur.net_tx_bytes, p.net_tx_bytes, dt),
-        "psi_cpu": _rate(cur.psi_cpu_some_us, p.psi_cpu_some_us, dt, 1e-6),
-        "psi_mem": _rate(cur.psi_mem_some_us, p.psi_mem_some_us, dt, 1e-6),
-        "psi_io": _rate(cur.psi_io_some_us, p.psi_io_some_us, dt, 1e-6),
+                          else (0.0 if periods == 0 else nan)),
+        "mem_bytes": float(mem) if mem is not None else nan,
+        "mem_peak_bytes": float(peak) if peak is not None else nan,
+        "disk_read_bps": rb,
+        "disk_write_bps": wb,
+        "disk_read_iops": ro,
+        "disk_write_iops": wo,
+        "net_rx_bps": rx,
+        "net_tx_bps": tx,
+        "psi_cpu": pc,
+        "psi_mem": pm,
+        "psi_io": pi,
     }
     ooms = 0
-    if cur.mem_oom_kills is not None and p.mem_oom_kills is not None:
-        ooms = max(0, cur.mem_oom_kills - p.mem_oom_kills)
+    a, b = cur.mem_oom_kills, p.mem_oom_kills
+    if a is not None and b is not None and a > b:
+        ooms = a - b
     return Sample(t=t, values=v, oom_kills=ooms)
 
 
@@ -142,10 +168,9 @@ class SessionState:
         self.capacity = capacity
         # row 0 the sample times, then one row per SAMPLE_METRICS entry (the optional ones once
         # one has a value); one cursor for all
-        self._data = np.full((_CORE_ROWS, capacity), np.nan, dtype=np.float64)
         self._cursor = Cursor()
-        self.times = Column(self._data[0], self._cursor)
-        self.buffers: Mapping[str, Column] = _Buffers(self._data, self._cursor)
+        self.buffers: Mapping[str, Column]
+        self._set_data(np.full((_CORE_ROWS, capacity), np.nan, dtype=np.float64))
         self.app_buffers: dict[str, RingBuffer] = {}
         self.last_reading: Reading | None = None
         self.last_reading_t: float | None = None
@@ -172,11 +197,12 @@ class SessionState:
         if self._data.shape[0] == _CORE_ROWS:
             a, b, c, d, e = column[_CORE_ROWS:]
             if a != a and b != b and c != c and d != d and e != e:  # all missing (NaN), as so far
-                self._data[:, cur.next] = column[:_CORE_ROWS]
+                del column[_CORE_ROWS:]
             else:
                 self._add_optional_rows()
-                self._data[:, cur.next] = column
-        else:
+        try:  # the column through a flat view of the array: a numpy assignment costs ~5x more
+            self._flat[cur.next::self.capacity] = array("d", column)
+        except TypeError:  # a value array("d") does not take (None, say): as numpy converts it
             self._data[:, cur.next] = column
         cur.next = (cur.next + 1) % self.capacity
         if cur.count < self.capacity:
@@ -192,9 +218,13 @@ class SessionState:
 
     def _add_optional_rows(self) -> None:
         missing = np.full((1 + len(SAMPLE_METRICS) - _CORE_ROWS, self.capacity), np.nan)
-        self._data = np.concatenate((self._data, missing))
-        self.times = Column(self._data[0], self._cursor)
-        self.buffers = _Buffers(self._data, self._cursor)
+        self._set_data(np.concatenate((self._data, missing)))
+
+    def _set_data(self, data: np.ndarray) -> None:
+        self._data = data
+        self._flat = memoryview(data).cast("B").cast("d")   # one dimension: row r, column c at r * capacity + c
+        self.times = Column(data[0], self._cursor)
+        self.buffers = _Buffers(data, self._cursor)
 
     def copy_last_block_into(self, out: np.ndarray, rows: int) -> int:
         """The first `rows` history rows (the times, then SAMPLE_METRICS in order; see `history_row`)

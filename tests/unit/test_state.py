@@ -36,6 +36,32 @@ def test_counter_reset_gives_no_rate():
     assert math.isnan(s.get("cpu_cores"))
 
 
+_COUNTERS = {"cpu_cores": ("cpu_usage_ns", 1e-9), "disk_read_bps": ("io_read_bytes", 1.0),
+             "disk_write_bps": ("io_write_bytes", 1.0), "disk_read_iops": ("io_read_ops", 1.0),
+             "disk_write_iops": ("io_write_ops", 1.0), "net_rx_bps": ("net_rx_bytes", 1.0),
+             "net_tx_bps": ("net_tx_bytes", 1.0), "psi_cpu": ("psi_cpu_some_us", 1e-6),
+             "psi_mem": ("psi_mem_some_us", 1e-6), "psi_io": ("psi_io_some_us", 1e-6)}
+
+
+def test_every_counter_rate_is_delta_over_dt_and_unknown_when_it_cannot_be():
+    """Each rate is (cur - prev) / dt x scale; missing counters, a counter that went back and dt <= 0
+    give NaN; OOM kills count up only."""
+    rng = np.random.default_rng(5)
+    pick = lambda: None if rng.random() < 0.2 else int(rng.choice([0, 7, 10**12, rng.integers(0, 10**15)]))
+    for _ in range(2000):
+        prev, cur = (Reading(**{f: pick() for f in Reading.__slots__}) for _ in range(2))
+        dt = float(rng.choice([1.0, 0.37, 0.0, -1.0]))
+        s = sample_from_readings(prev, cur, t=1.0, dt=dt)
+        for metric, (field, scale) in _COUNTERS.items():
+            a, b = getattr(cur, field), getattr(prev, field)
+            if a is None or b is None or a < b or dt <= 0:
+                assert math.isnan(s.get(metric)), metric
+            else:
+                assert s.get(metric) == (a - b) / dt * scale, metric
+        a, b = cur.mem_oom_kills, prev.mem_oom_kills
+        assert s.oom_kills == (max(0, a - b) if a is not None and b is not None else 0)
+
+
 def test_session_state_derives_then_pushes():
     st = SessionState("s", capacity=4, started_at=0.0)
     assert st.derive(Reading(cpu_usage_ns=0, mem_usage_bytes=1), 0.0) is None
