@@ -18,6 +18,14 @@ cumulative, so even a kill that shows in no other number is counted, at most
 `SLOW_FILE_TICKS` ticks late, never lost. The working set of an unmoved session
 uses an inactive-file figure at most that many ticks old.
 
+The blkio counters (two files) of a session whose CPU time stood still since they were last
+read are taken from that read, and read again at least every `SLOW_FILE_TICKS` reads: a bio is
+counted when a task of the session submits it (or an io_uring / io-wq thread of the session,
+whose time is the session's too), and on v1 writeback is charged to the root cgroup, so counters
+move only with CPU time. An I/O raced between this tick's cpuacct read and its blkio read is
+counted at the next tick, when the CPU time shows it moved; the counters are cumulative, so no
+I/O is ever lost, at worst a few ticks late.
+
 A session without a PSI directory (none on this host: the sessions' cgroups
 are not in the `unified` tree) is re-probed every `PSI_RECHECK_TICKS` reads
 instead of failing an open every tick.
@@ -32,7 +40,7 @@ from agent.collect.fsread import read_text
 from agent.collect.parse import flat_keyed_value, parse_cpu_stat, parse_procs, parse_psi_totals, working_set
 from agent.collect.source import CgroupRead
 
-SLOW_FILE_TICKS = 5      # memory.stat and memory.oom_control: at least every this many reads
+SLOW_FILE_TICKS = 5      # memory.stat, memory.oom_control, blkio: at least every this many reads
 PSI_RECHECK_TICKS = 30   # a session without pressure files: look again this often
 PROCS_TICKS = 5          # cgroup.procs of a live session: at least every this many reads
 
@@ -72,7 +80,7 @@ class V1Plan:
     __slots__ = ("fds", "usage", "cpu_stat", "mem", "peak", "stat", "oom", "io_bytes", "io_ops", "psi",
                  "procs_path", "psi_rel", "psi_mounts", "psi_age", "slow_age", "seen_usage", "seen_peak",
                  "inactive", "oom_kills", "raw_cpu", "cpu_vals", "raw_io", "io_vals", "raw_psi", "psi_vals",
-                 "net_pid", "net_age", "pids", "procs_age", "procs_seen_usage")
+                 "net_pid", "net_age", "pids", "procs_age", "procs_seen_usage", "io_age", "io_seen_usage")
 
     def __init__(self) -> None:
         self.fds: list[int] = []
@@ -90,6 +98,8 @@ class V1Plan:
         self.raw_cpu, self.cpu_vals = None, (None, None, None)
         self.raw_io: tuple[bytes, bytes] | None = None
         self.io_vals = (None, None, None, None)
+        self.io_age = SLOW_FILE_TICKS        # read at the first tick
+        self.io_seen_usage: int | None = None   # cpuacct.usage when blkio was last read
         self.raw_psi: tuple | None = None
         self.psi_vals = (None, None, None, None)
         self.net_pid: int | None = None      # first pid, last seen in the host's network namespace
@@ -184,10 +194,14 @@ class V1Plan:
         if self.mem is not None:
             self._read_memory(r)
         if self.io_bytes is not None:
-            raw = (_pread(self.io_bytes, _CHUNK), _pread(self.io_ops, _CHUNK))
-            if raw != self.raw_io:
-                self.io_vals = parse_blkio(raw[0].decode("ascii")) + parse_blkio(raw[1].decode("ascii"))
-                self.raw_io = raw
+            self.io_age += 1
+            usage = r.cpu_usage_ns
+            if usage is None or usage != self.io_seen_usage or self.io_age >= SLOW_FILE_TICKS:
+                raw = (_pread(self.io_bytes, _CHUNK), _pread(self.io_ops, _CHUNK))
+                if raw != self.raw_io:
+                    self.io_vals = parse_blkio(raw[0].decode("ascii")) + parse_blkio(raw[1].decode("ascii"))
+                    self.raw_io = raw
+                self.io_seen_usage, self.io_age = usage, 0
             r.io_read_bytes, r.io_write_bytes, r.io_read_ops, r.io_write_ops = self.io_vals
         if self.psi is not None:
             self._read_psi(r)

@@ -100,6 +100,27 @@ def test_memory_stat_and_oom_control_are_reread_when_memory_moves_or_after_a_few
         plan.close()
 
 
+def test_blkio_is_reread_when_cpu_time_moved_or_after_a_few_ticks(tree):
+    """I/O is submitted by the session's tasks, so its counters move only with its CPU time: while that
+    stands still the last blkio read is kept, at most SLOW_FILE_TICKS reads; once it moves, read at once."""
+    blkio, usage = tree / "blkio" / CG, tree / "cpuacct" / CG / "cpuacct.usage"
+    plan = V1Plan.build(discover_v1_layout(tree), CG)
+    try:
+        first = plan.read().reading
+        _rewrite(blkio / "blkio.throttle.io_serviced_recursive", "8:0 Read 9\n8:0 Write 1\nTotal 10\n")
+        waited = 0
+        while plan.read().reading.io_read_ops == first.io_read_ops:
+            waited += 1
+            assert waited < SLOW_FILE_TICKS
+        assert plan.read().reading.io_read_ops == 9
+        _rewrite(blkio / "blkio.throttle.io_serviced_recursive", "8:0 Read 12\n8:0 Write 1\nTotal 13\n")
+        _rewrite(usage, str(int(usage.read_text()) + 1) + "\n")       # CPU time moved: read at once
+        r = plan.read().reading
+        assert r.io_read_ops == 12 and r == _careful(tree).reading
+    finally:
+        plan.close()
+
+
 def test_a_surprise_sends_the_session_the_careful_way_with_its_error_named(tree):
     c = Collector("v1", tree, PROC, keep_open=True)
     assert c.collect({"s": CG})["s"].errors == []
