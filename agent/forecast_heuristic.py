@@ -12,6 +12,7 @@ loop over rows in Python).
 from __future__ import annotations
 
 import math
+import struct
 from typing import Sequence
 
 import numpy as np
@@ -64,7 +65,7 @@ class WindowQuantileForecaster:
         self.upper_q = float(upper_q)
         # Samples come one per tick, a little jitter allowed; the time check below is exact.
         self.max_samples = int(math.ceil(window_seconds / tick_seconds * 1.1)) + 2
-        self._last: dict[str, Prediction] = {}   # session -> its previous answer
+        self._last: dict[str, tuple[bytes, Prediction]] = {}   # session -> its previous answer
 
     def describe(self) -> str:
         return f"heuristic (q{self.central_q:g}/q{self.upper_q:g} of the last {self.window_seconds:g} s)"
@@ -108,20 +109,21 @@ class WindowQuantileForecaster:
         counts = samples.tolist()
         # A steady session's answer repeats tick after tick: hand back the same (frozen) object,
         # which is cheaper than building three and lets the policy's memo match it by identity.
-        last, kept, out = self._last, {}, []
-        for i, (c, cu, m, mu, k) in enumerate(zip(*result, counts)):
-            sid = batch[i].state.session_id
-            p = last.get(sid)
-            if p is None or not (p.samples == k and _same(p.cpu.central, c) and _same(p.cpu.upper, cu)
-                                 and _same(p.mem.central, m) and _same(p.mem.upper, mu)):
+        # The same answer is the same bits (zero's sign included: it shows in formatted reasons).
+        last, kept, out, pack = self._last, {}, [], _BITS.pack
+        for inp, c, cu, m, mu, k in zip(batch, *result, counts):
+            sid = inp.state.session_id
+            bits = pack(c, cu, m, mu, k)
+            before = last.get(sid)
+            if before is not None and before[0] == bits:
+                p = before[1]
+            else:
                 p = Prediction(cpu=ResourcePrediction(c, cu), mem=ResourcePrediction(m, mu), source=self.source,
                                samples=int(k))
-            kept[sid] = p
+            kept[sid] = (bits, p)
             out.append(p)
         self._last = kept   # sessions no longer asked about drop out
         return out
 
 
-def _same(a: float, b: float) -> bool:
-    """The same float, zero's sign included (it shows in formatted reasons)."""
-    return a == b and (a != 0.0 or math.copysign(1.0, a) == math.copysign(1.0, b))
+_BITS = struct.Struct("4dq")   # an answer's four quantiles and its sample count, as bytes

@@ -127,3 +127,15 @@ def _cpu_seconds(fn) -> float:
     t0 = time.process_time()
     fn()
     return time.process_time() - t0
+
+
+def test_a_steady_answer_is_the_same_object_and_a_changed_one_a_new_one():
+    f = WindowQuantileForecaster(60, 0.5, 0.9)
+    st = state_with([0.0] * 80, [1e9] * 80)                 # t = 1..80: the window holds 60
+    (a,) = f.predict(80.0, [ForecastInput(st)])
+    st.push(Sample(t=81.0, values={"cpu_cores": 0.0, "mem_bytes": 1e9}))
+    (b,) = f.predict(81.0, [ForecastInput(st)])
+    assert b is a and (a.samples, a.cpu.upper, a.mem.upper) == (60, 0.0, 1e9)
+    st.push(Sample(t=82.0, values={"cpu_cores": 0.0, "mem_bytes": 2e9}))
+    (c,) = f.predict(82.0, [ForecastInput(st)])
+    assert c is not b and c.mem.upper == 2e9
