@@ -29,6 +29,7 @@ from agent.policy import PolicyMemo, Proposal, bump_sample, decide
 from agent.prediction import Prediction
 from agent.profile import build_profile
 from agent.runtime import SessionRuntime, SessionSnapshot
+from agent.sample_mean import fold_many
 from agent.session import Session
 from agent.state import Sample, SessionState
 
@@ -91,6 +92,8 @@ class AgentLoop:
         self._fallbacks_seen = forecaster.fallbacks_total
         self._capacity = max(2, int(math.ceil(cfg.agent.history_seconds / cfg.agent.tick_seconds)))
         self._arbitration: dict[str, tuple] = {}   # arbitrate()'s memo between ticks
+        self._steps_spec = None                    # the spec every runtime's steps were checked against
+        self._inputs: dict[str, ForecastInput] = {}   # the forecaster's input per session, kept
 
     # --- the tick -----------------------------------------------------------------------------
 
@@ -162,10 +165,13 @@ class AgentLoop:
 
     def _new_runtime(self, session: Session, now: float) -> SessionRuntime:
         limits = session.limits or self.actuator.read_limits(session.cgroup)
+        spec = self.forecaster.spec_for_steps()
+        if spec is not self._steps_spec:   # a model swapped meanwhile: _forecast checks every runtime again
+            self._steps_spec = None
         return SessionRuntime(
             session=session,
             state=SessionState(session.session_id, self._capacity, started_at=session.started_at),
-            steps=StepAggregator.for_spec(self.forecaster.spec_for_steps()),
+            steps=StepAggregator.for_spec(spec),
             memo=_fresh_memo(now),
             limits=limits,
         )
@@ -185,19 +191,21 @@ class AgentLoop:
             log.exception("could not keep the final profile of session %s", sid)
 
     def _update(self, now: float, results: dict, report: TickReport) -> None:
+        runtimes, policy, samples, isnan, nan = self.runtimes, self.cfg.policy, report.samples, math.isnan, math.nan
         for sid, result in results.items():
-            rt = self.runtimes.get(sid)
+            rt = runtimes.get(sid)
             if rt is None:
                 continue
             for source in result.errors:
                 self.metrics.collector_errors.labels(source).inc()
-            if result.vanished or (rt.session.owned and result.reading.nr_procs == 0):
+            reading = result.reading
+            if result.vanished or (rt.session.owned and reading.nr_procs == 0):
                 self._reap_wanted = True  # cleaned up at the next sync
                 continue
-            reading = result.reading
             if reading.cpu_throttled_ns is not None:
                 rt.throttled_ns_total = reading.cpu_throttled_ns
-            sample = rt.state.derive(reading, now)
+            state = rt.state
+            sample = state.derive(reading, now)
             if sample is None:
                 if reading.mem_usage_bytes is not None:
                     rt.mem_used = reading.mem_usage_bytes
@@ -205,27 +213,37 @@ class AgentLoop:
             if self.app_metrics is not None:
                 sample.app.update(self.app_metrics(sid))
             values = sample.values
-            cpu, mem = values.get("cpu_cores", math.nan), values.get("mem_bytes", math.nan)
-            rt.cpu_used = 0.0 if math.isnan(cpu) else cpu
-            rt.mem_used = int(0 if math.isnan(mem) else mem)
-            report.samples[sid] = sample
-            bumped = bump_sample(sample, rt.limits, self.cfg.policy)
+            cpu, mem = values.get("cpu_cores", nan), values.get("mem_bytes", nan)
+            rt.cpu_used = cpu_used = 0.0 if isnan(cpu) else cpu
+            rt.mem_used = mem_used = int(0 if isnan(mem) else mem)
+            samples[sid] = sample
+            bumped = bump_sample(sample, rt.limits, policy)
             if bumped is sample:  # nothing bumped (the usual case)
                 cpu_d, mem_d = cpu, mem
             else:
                 cpu_d, mem_d = bumped.get("cpu_cores"), bumped.get("mem_bytes")
-            rt.cpu_demand = rt.cpu_used if math.isnan(cpu_d) else max(rt.cpu_used, cpu_d)
-            rt.mem_demand = rt.mem_used if math.isnan(mem_d) else max(rt.mem_used, int(mem_d))
-            rt.state.push(bumped)
+            rt.cpu_demand = cpu_used if isnan(cpu_d) else max(cpu_used, cpu_d)
+            rt.mem_demand = mem_used if isnan(mem_d) else max(mem_used, int(mem_d))
+            state.push(bumped)
             rt.steps.add(bumped)
 
     def _forecast(self, now: float) -> dict[str, Prediction]:
         spec = self.forecaster.spec_for_steps()
-        for rt in self.runtimes.values():
-            if not rt.steps.matches(spec):  # a swapped-in model with another step or window
-                rt.steps = StepAggregator.for_spec(spec)
+        if spec is not self._steps_spec:   # a swapped-in model: checked once, not every tick
+            for rt in self.runtimes.values():
+                if not rt.steps.matches(spec):  # another step or window
+                    rt.steps = StepAggregator.for_spec(spec)
+            self._steps_spec = spec
+        # new runtimes are made for the spec of their tick (_new_runtime); one input each, kept
         ids = list(self.runtimes)
-        inputs = [ForecastInput(self.runtimes[sid].state, self.runtimes[sid].steps) for sid in ids]
+        kept, inputs = self._inputs, []
+        for sid, rt in self.runtimes.items():
+            inp = kept.get(sid)
+            if inp is None or inp.state is not rt.state or inp.steps is not rt.steps:
+                inp = kept[sid] = ForecastInput(rt.state, rt.steps)
+            inputs.append(inp)
+        if len(kept) > len(inputs):   # sessions gone
+            self._inputs = {sid: kept[sid] for sid in ids}
         if not inputs:
             return {}
         preds = self.forecaster.predict(now, inputs)
@@ -350,12 +368,15 @@ class AgentLoop:
             return
         self._detect_ticks += 1
         stride = max(self.cfg.anomaly.every_ticks, math.ceil(len(self.runtimes) / self.cfg.anomaly.sessions_per_tick))
+        due: list[tuple[str, SessionRuntime]] = []
+        runtimes, ticks = self.runtimes, self._detect_ticks
         for sid, sample in report.samples.items():
-            rt = self.runtimes[sid]
+            rt = runtimes[sid]
             rt.anomaly_fold.add(sample)
-            if (self._detect_ticks + rt.anomaly_phase) % stride:
-                continue
-            folded = rt.anomaly_fold.flush(now)
+            if not (ticks + rt.anomaly_phase) % stride:
+                due.append((sid, rt))
+        folds = fold_many([rt.anomaly_fold for _, rt in due], now)   # the due sessions' folds at once
+        for (sid, rt), folded in zip(due, folds):
             cap = rt.limits.cpu_limit if rt.limits else None
             alerts = self.detector.observe(now, sid, folded, cpu_limit=cap)
             learned, pred = getattr(self.detector, "learned", None), predictions.get(sid)
@@ -364,7 +385,6 @@ class AgentLoop:
             for alert in alerts:
                 self.metrics.alerts.labels(alert.kind).inc()
             if alerts:
-                rt = self.runtimes[sid]
                 rt.alerts = (rt.alerts + alerts)[-20:]
                 report.alerts.extend(alerts)
 

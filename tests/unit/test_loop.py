@@ -149,3 +149,39 @@ def test_model_predictions_feed_the_detectors_learned_residuals(tmp_path):
     loop.forecaster = Model("onnx:abc")
     loop.run_once(4.0)
     assert loop.detector.learned.expected == [("s", "onnx:abc")]
+
+
+def test_a_swapped_model_with_another_step_gets_every_session_its_steps(tmp_path):
+    """The forecaster's inputs are kept between ticks; a model with another step replaces every
+    session's step aggregator once, sessions started after the swap get the new step at once."""
+    from agent.features import FeatureSpec
+
+    loop, actuator, store = _loop(tmp_path)
+    for sid in ("a", "b"):
+        _add(store, actuator, sid, 0.0)
+    for t in range(1, 4):
+        loop.run_once(float(t))
+    assert {rt.steps.step_seconds for rt in loop.runtimes.values()} == {300.0}
+    heuristic = loop.forecaster.current
+    seen = []
+
+    class StepModel:   # a "model" with a 60 s step, answering with the heuristic
+        spec = FeatureSpec(step_seconds=60.0)
+        source, fallbacks_total = "onnx:step60", 0
+
+        def predict(self, now, batch):
+            seen.append(batch)
+            return heuristic.predict(now, batch)
+
+    loop.forecaster._install(StepModel())
+    loop.run_once(4.0)
+    _add(store, actuator, "c", 4.0)
+    loop.run_once(5.0)
+    loop.run_once(6.0)
+    assert {sid: rt.steps.step_seconds for sid, rt in loop.runtimes.items()} == {"a": 60.0, "b": 60.0, "c": 60.0}
+    for batch in seen:
+        assert [inp.steps for inp in batch] == [loop.runtimes[sid].steps for sid in loop.runtimes][:len(batch)]
+    assert seen[-1][0] is seen[-2][0]          # the same input object tick after tick
+    loop.forecaster.revert()
+    loop.run_once(7.0)
+    assert {rt.steps.step_seconds for rt in loop.runtimes.values()} == {300.0}
