@@ -11,7 +11,6 @@ array write instead of fourteen; `buffers[metric]` reads like a RingBuffer.
 from __future__ import annotations
 
 import math
-from array import array
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -168,15 +167,17 @@ class SessionState:
         self.capacity = capacity
         # row 0 the sample times, then one row per SAMPLE_METRICS entry (the optional ones once
         # one has a value); one cursor for all
+        self._data = np.full((_CORE_ROWS, capacity), np.nan, dtype=np.float64)
         self._cursor = Cursor()
-        self.buffers: Mapping[str, Column]
-        self._set_data(np.full((_CORE_ROWS, capacity), np.nan, dtype=np.float64))
+        self.times = Column(self._data[0], self._cursor)
+        self.buffers: Mapping[str, Column] = _Buffers(self._data, self._cursor)
         self.app_buffers: dict[str, RingBuffer] = {}
         self.last_reading: Reading | None = None
         self.last_reading_t: float | None = None
         self.samples_seen = 0
         self.oom_kills_total = 0
         self.last_sample: Sample | None = None
+        self._still: tuple[Reading, dict[str, float]] | None = None   # a reading unchanged from its previous one, and its values
 
     def derive(self, reading: Reading, now: float) -> Sample | None:
         """Remember a reading and return the sample since the previous one (None on the first).
@@ -188,6 +189,14 @@ class SessionState:
         self.last_reading, self.last_reading_t = reading, now
         if prev is None or prev_t is None or now <= prev_t:
             return None
+        if reading.cpu_usage_ns == prev.cpu_usage_ns and reading == prev:
+            # Nothing moved (an idle session): every counter's delta is 0, so the rates are 0 whatever
+            # the interval, and the values depend on this reading alone; the same as last time when
+            # that one was still too.
+            still = self._still
+            if still is None or still[0] != reading:
+                still = self._still = (reading, sample_from_readings(prev, reading, now, now - prev_t).values)
+            return Sample(t=now, values=dict(still[1]))
         return sample_from_readings(prev, reading, now, now - prev_t)
 
     def push(self, sample: Sample) -> None:
@@ -197,12 +206,11 @@ class SessionState:
         if self._data.shape[0] == _CORE_ROWS:
             a, b, c, d, e = column[_CORE_ROWS:]
             if a != a and b != b and c != c and d != d and e != e:  # all missing (NaN), as so far
-                del column[_CORE_ROWS:]
+                self._data[:, cur.next] = column[:_CORE_ROWS]
             else:
                 self._add_optional_rows()
-        try:  # the column through a flat view of the array: a numpy assignment costs ~5x more
-            self._flat[cur.next::self.capacity] = array("d", column)
-        except TypeError:  # a value array("d") does not take (None, say): as numpy converts it
+                self._data[:, cur.next] = column
+        else:
             self._data[:, cur.next] = column
         cur.next = (cur.next + 1) % self.capacity
         if cur.count < self.capacity:
@@ -218,13 +226,9 @@ class SessionState:
 
     def _add_optional_rows(self) -> None:
         missing = np.full((1 + len(SAMPLE_METRICS) - _CORE_ROWS, self.capacity), np.nan)
-        self._set_data(np.concatenate((self._data, missing)))
-
-    def _set_data(self, data: np.ndarray) -> None:
-        self._data = data
-        self._flat = memoryview(data).cast("B").cast("d")   # one dimension: row r, column c at r * capacity + c
-        self.times = Column(data[0], self._cursor)
-        self.buffers = _Buffers(data, self._cursor)
+        self._data = np.concatenate((self._data, missing))
+        self.times = Column(self._data[0], self._cursor)
+        self.buffers = _Buffers(self._data, self._cursor)
 
     def copy_last_block_into(self, out: np.ndarray, rows: int) -> int:
         """The first `rows` history rows (the times, then SAMPLE_METRICS in order; see `history_row`)

@@ -73,3 +73,22 @@ def test_session_state_derives_then_pushes():
     assert np.allclose(st.window("cpu_cores"), [0.5])
     assert st.window("fps").tolist() == [60.0]
     assert st.window("unknown").size == 0
+
+
+def test_an_unchanged_reading_gives_the_rates_sample_from_readings_gives_in_a_dict_of_its_own():
+    st = SessionState("s", capacity=8, started_at=0.0)
+    idle = Reading(cpu_usage_ns=5, cpu_nr_periods=3, cpu_nr_throttled=0, mem_usage_bytes=100, mem_oom_kills=1,
+                   io_read_bytes=7, nr_procs=1)
+    assert st.derive(idle, 1.0) is None
+    got = [st.derive(Reading(**{f: getattr(idle, f) for f in Reading.__slots__}), t) for t in (2.0, 3.5, 3.6)]
+    for s, t in zip(got, (2.0, 3.5, 3.6)):
+        expected = sample_from_readings(idle, idle, t, 1.0)
+        assert s.t == t and s.oom_kills == 0
+        assert {k: v for k, v in s.values.items() if v == v} == {k: v for k, v in expected.values.items() if v == v}
+        assert set(s.values) == set(expected.values)
+    assert got[0].values is not got[1].values                   # each sample its own dict
+    got[0].values["cpu_cores"] = 99.0                            # a consumer's change stays its own
+    moved = Reading(**{**{f: getattr(idle, f) for f in Reading.__slots__}, "mem_usage_bytes": 200})
+    assert st.derive(moved, 4.0).get("mem_bytes") == 200.0
+    assert st.derive(moved, 5.0).get("cpu_cores") == 0.0 and st.derive(moved, 6.0).get("mem_bytes") == 200.0
+    assert st.derive(idle, 7.0).get("mem_bytes") == 100.0 and st.derive(idle, 8.0).get("cpu_cores") == 0.0
