@@ -94,15 +94,16 @@ class WindowQuantileForecaster:
         mem = block[:, _MEM]
         latest_mem = mem[:, -1].copy()          # the newest sample's memory (NaN: none, or missing)
         old = (times <= now - self.window_seconds) | (times > now)
-        cpu[old] = np.nan
-        mem[old] = np.nan
+        np.putmask(cpu, old, np.nan)
+        np.putmask(mem, old, np.nan)
         qs = (self.central_q, self.upper_q)
         cpu_q, cpu_n = row_quantiles(cpu, qs)
         mem_q, mem_n = row_quantiles(mem, qs)
-        # the newest valid memory value in the window, when the very latest is missing
-        last_valid = np.where(np.isnan(mem), -1, np.arange(n)).max(axis=1)
-        fallback_mem = mem[np.arange(B), np.maximum(last_valid, 0)]
-        latest_mem = np.where(np.isnan(latest_mem), fallback_mem, latest_mem)
+        missing = np.isnan(latest_mem)
+        if missing.any():   # the newest valid memory value in the window, when the very latest is missing
+            last_valid = np.where(np.isnan(mem), -1, np.arange(n)).max(axis=1)
+            fallback_mem = mem[np.arange(B), np.maximum(last_valid, 0)]
+            latest_mem = np.where(missing, fallback_mem, latest_mem)
         mem_upper = np.fmax(mem_q[1], latest_mem)
         samples = np.minimum(cpu_n, mem_n)
         result = np.nan_to_num(np.stack([cpu_q[0], cpu_q[1], mem_q[0], mem_upper]), nan=0.0).tolist()
