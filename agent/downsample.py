@@ -193,15 +193,23 @@ class StepAggregator:
                 return False
             self._close()
             self._begin(start)
-        values, mean, counts, is_max, isnan = sample.values, self._mean, self._n, self._is_max, math.isnan
+        values, mean, counts, is_max, nan = sample.values, self._mean, self._n, self._is_max, math.nan
+        get = values.get
         for i, metric, parts in self._sources:
             if metric is not None:
-                v = values.get(metric, math.nan)
+                v = get(metric, nan)
             elif parts is not None:
-                v = _summed(values, parts)
+                if len(parts) == 2:   # _summed, inline: this runs for every session every tick
+                    a, b = get(parts[0], nan), get(parts[1], nan)
+                    if a != a:
+                        v = b if b != b else b + 0.0
+                    else:
+                        v = a + 0.0 if b != b else (a + b) + 0.0
+                else:
+                    v = _summed(values, parts)
             else:
-                v = sample.app.get(self.metrics[i], math.nan)
-            if isnan(v):
+                v = sample.app.get(self.metrics[i], nan)
+            if v != v:   # NaN
                 continue
             n = counts[i] + 1
             counts[i] = n
