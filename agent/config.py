@@ -44,7 +44,7 @@ class AgentSection:
 @dataclass
 class PolicySection:
     central_quantile: float = 0.5         # guaranteed share
-    upper_quantile: float = 0.99          # burstable cap
+    upper_quantile: float = 0.9           # burstable cap (the conformal step corrects it per session)
     cpu_margin: float = 0.15              # relative headroom on top of the forecast
     mem_margin: float = 0.10
     mem_headroom_bytes: int = 64 * 1024**2  # absolute memory headroom above the forecast

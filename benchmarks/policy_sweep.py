@@ -19,8 +19,9 @@ import argparse
 import json
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -55,10 +56,17 @@ def _one(args: tuple) -> tuple[str, dict, float]:
 
 
 def sweep(traces: str, variants: dict, model: str = "", limit: int | None = 48, days: float | None = 7,
-          jobs: int = 1) -> dict:
+          jobs: int = 1, progress: Callable[[str, dict], None] | None = None) -> dict:
+    """Every variant replayed (one worker process each, `jobs` at a time); `progress` as each ends."""
     work = [(traces, model, limit, days, name, spec) for name, spec in variants.items()]
+    out: dict[str, dict] = {}
     with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return {name: figs | {"cpu_seconds": round(sec, 1)} for name, figs, sec in pool.map(_one, work)}
+        for fut in as_completed([pool.submit(_one, w) for w in work]):
+            name, figs, sec = fut.result()
+            out[name] = figs | {"cpu_seconds": round(sec, 1)}
+            if progress is not None:
+                progress(name, out[name])
+    return {name: out[name] for name in variants}
 
 
 def line(name: str, f: dict) -> str:
@@ -80,9 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     text = Path(args.variants[1:]).read_text() if args.variants.startswith("@") else args.variants
     t0 = time.monotonic()
-    res = sweep(args.traces, json.loads(text), args.model, args.limit, args.days, args.jobs)
-    for name, f in res.items():
-        print(line(name, f), flush=True)
+    res = sweep(args.traces, json.loads(text), args.model, args.limit, args.days, args.jobs,
+                progress=lambda name, f: print(line(name, f), flush=True))
     print(json.dumps({"command": " ".join(["benchmarks/policy_sweep.py", *(argv or sys.argv[1:])]),
                       "limit": args.limit, "days": args.days, "seconds": round(time.monotonic() - t0, 1),
                       "variants": res}, default=float))

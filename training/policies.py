@@ -4,8 +4,10 @@ Every entry runs through the same `agent.policy.decide` and `agent.arbitrate`;
 they differ only in the forecaster and in margins/quantiles, which is how the
 baselines' own rules are expressed:
 - model: the learned ONNX forecaster via agent/forecast.py `load_forecaster`, agent defaults
-  (cap on p99, guaranteed share on p50, margins 15 % CPU / 10 % memory); model_p90_m30: the
-  same model with the cap on p90 + 30 % (a point of its frontier that beats vpa's);
+  (cap on p90 + 15 % with the per-session conformal correction aiming at 1 % of steps at the
+  cap, guaranteed share on p50 + 15 %, memory cap above twice its decaying recent peak);
+  model_plain_p90_m30: the same model and memory policy, the cap on p90 + 30 % without the
+  conformal correction (the agent's previous way);
 - vpa: decaying-histogram p90 with a 15 % margin (p90 x 1.15), 24 h half-life, hourly refresh;
 - window_peak: the peak of the last 24 h plus 10 % (Autopilot-style moving window);
 - last_value, ewma: point forecasts with the agent's default margins;
@@ -86,7 +88,8 @@ def named_baseline(kind: str, name: str | None = None, **overrides) -> PolicyRun
 def standard_runs(model_path: str = "", model_name: str = "model") -> list[PolicyRun]:
     return [
         model_run(model_name, model_path, replay_policy()),
-        model_run(f"{model_name}_p90_m30", model_path, replay_policy(upper_quantile=0.9, cpu_margin=0.3)),
+        model_run(f"{model_name}_plain_p90_m30", model_path,
+                  replay_policy(upper_quantile=0.9, cpu_margin=0.3, conformal=False)),
         *(named_baseline(kind) for kind in BASELINES),
     ]
 

@@ -45,9 +45,9 @@ def test_first_decision_sets_every_level_with_margins():
 
 def test_first_decision_reasons_name_the_forecast():
     p = first()
-    assert "cpu_limit set: forecast p99 1.00 + margin" in p.reasons
+    assert "cpu_limit set: forecast p90 1.00 + margin" in p.reasons
     assert "cpu_request set: forecast p50 0.50 + margin" in p.reasons
-    assert "mem_limit set: forecast p99 1.0G + margin" in p.reasons
+    assert "mem_limit set: forecast p90 1.0G + margin" in p.reasons
     assert len(p.reasons) == 4
 
 
@@ -183,7 +183,7 @@ def test_large_change_goes_through_after_cooldown():
     p = decide(1000.0, pred(cpu=(0.25, 0.5)), cur, (0.1, 100 * MIB), Bounds(), CFG, settled(cur))
     assert p.changed
     assert p.limits.cpu_limit == pytest.approx(0.575)
-    assert "cpu_limit down: forecast p99 0.50 + margin" in p.reasons
+    assert "cpu_limit down: forecast p90 0.50 + margin" in p.reasons
 
 
 def test_decrease_inside_cooldown_is_held_with_a_reason():

@@ -67,7 +67,7 @@ def test_demand_step_up_raises_the_cap_the_same_tick():
     p = sim.tick(1.5, 200 * MIB)
     assert before == pytest.approx(0.575)
     assert p.changed and p.limits.cpu_limit == pytest.approx(1.5 * 1.15)
-    assert any(r.startswith("cpu_limit up: forecast p99 1.50") for r in p.reasons)
+    assert any(r.startswith("cpu_limit up: forecast p90 1.50") for r in p.reasons)
 
 
 def test_memory_growth_raises_the_cap_before_usage_reaches_it():
@@ -132,7 +132,7 @@ def test_oom_kill_becomes_a_bumped_sample_and_the_cap_rises_above_the_old_peak()
     p = sim.tick(0.2, 50 * MIB, oom=1)         # the killed process freed its memory
     assert p.limits.mem_limit >= old_cap * sim.cfg.oom_bump
     assert p.limits.mem_limit > 300 * MIB
-    assert any(r.startswith("mem_limit up: forecast p99") for r in p.reasons)
+    assert any(r.startswith("mem_limit up: forecast p90") for r in p.reasons)
 
 
 def test_heavy_throttling_becomes_a_bumped_cpu_sample():

@@ -112,7 +112,7 @@ def test_misses_raise_the_cap_above_forecast_plus_margin_and_say_so():
     for k in range(1, 4):                                         # throttled: usage at the cap, three steps
         p = s.at(300.0 * k, 100 * MIB, cpu_used=s.current.cpu_limit)
     assert p.limits.cpu_limit > 1.15 * 1.5
-    assert any(r.startswith("cpu_limit up: forecast p99 1.00 x conformal") for r in p.reasons)
+    assert any(r.startswith("cpu_limit up: forecast p90 1.00 x conformal") for r in p.reasons)
     assert s.memo.conformal.cpu_request == 0.0                    # cpu_share_miss 0: the share is left alone
 
 

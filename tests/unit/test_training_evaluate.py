@@ -47,7 +47,8 @@ def test_evaluate_command_on_a_cut_prints_the_json_last(tmp_path, tiny_model, ca
     out = capsys.readouterr().out.strip().splitlines()
     summary = json.loads(out[-1])
     assert summary["series"] == 3 and summary["model"] == "model"
-    assert set(summary["policies"]) == {"model", "model_p90_m30", "vpa", "window_peak", "last_value", "ewma", "static"}
+    assert set(summary["policies"]) == {"model", "model_plain_p90_m30", "vpa", "window_peak", "last_value", "ewma",
+                                        "static"}
     for p in summary["policies"].values():
         assert set(p) >= {"cpu_slack", "cpu_under", "cpu_deficit", "mem_slack", "oom_kills", "changes_per_hour"}
         assert 0 <= p["cpu_slack"] <= 1 and 0 <= p["cpu_under"] <= 1
