@@ -7,8 +7,8 @@ in natural units (cores, bytes). The same rule objects serve:
 - replay, wrapped in `BaselineForecaster`, which implements the agent's
   `Forecaster` protocol (agent/forecast.py) and so runs through the real policy.
 
-Rules: last value, EWMA, seasonal naive (point forecasts: every quantile the
-same), a VPA-style decaying histogram (24 h half-life, refreshed hourly), an
+Rules: last value, EWMA, the median of the last 3 steps, seasonal naive (point
+forecasts: every quantile the same), a VPA-style decaying histogram (24 h half-life, refreshed hourly), an
 Autopilot-style moving-window peak, static (the provisioned size). The policy
 margins that make "p90 x 1.15" and "peak + 10 %" live in `POLICIES` (replay.py).
 """
@@ -83,6 +83,34 @@ class Ewma:
 class _Ring:
     values: deque
     last: np.ndarray
+
+
+class MedianOfLast:
+    """The median of the last `k` steps' values (missing ones left out; all missing: the last value
+    seen): last value, robust to one spike."""
+
+    name = "median3"
+
+    def __init__(self, k: int = 3) -> None:
+        self.k = k
+
+    def new_state(self, capacity):
+        return _Ring(deque(maxlen=self.k), np.full(capacity.shape, np.nan))
+
+    def update(self, s, t, value):
+        value = np.asarray(value, dtype=np.float64)
+        s.values.append(value)
+        s.last = np.where(np.isfinite(value), value, s.last)
+
+    def forecast(self, s, horizons, levels):
+        if not s.values:
+            return _point(s.last, horizons, levels)
+        stack = np.stack(s.values)
+        ok = np.isfinite(stack).any(axis=0)
+        med = s.last.copy()
+        if ok.any():
+            med[ok] = np.nanmedian(stack[:, ok], axis=0)
+        return _point(med, horizons, levels)
 
 
 class SeasonalNaive:
@@ -217,7 +245,7 @@ class Static:
 
 
 def default_rules() -> dict[str, Rule]:
-    return {"last_value": LastValue(), "ewma": Ewma(), "seasonal_naive": SeasonalNaive(),
+    return {"last_value": LastValue(), "ewma": Ewma(), "median3": MedianOfLast(), "seasonal_naive": SeasonalNaive(),
             "vpa": DecayingHistogram(), "window_peak": WindowPeak(), "static": Static()}
 
 

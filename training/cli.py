@@ -71,6 +71,7 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--origin-stride", type=int, default=36, help="steps between forecast origins")
     p.add_argument("--host-size", type=int, default=16, help="sessions per replayed host")
     p.add_argument("--no-ets", action="store_true", help="skip the AutoETS baseline (slowest)")
+    p.add_argument("--forecast-only", action="store_true", help="forecast accuracy only, no replay")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (hosts evaluated in parallel)")
     p.add_argument("--full-json", default="", help="also write everything (per horizon, totals) to this file")
     p.set_defaults(func=cmd_evaluate)
@@ -83,7 +84,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from training.evaluation_run import EvalOptions, evaluate_dir, format_table, json_summary
 
     opts = EvalOptions(traces=args.traces, model_path=args.model, limit=args.limit, days=args.days,
-                       origin_stride=args.origin_stride, host_size=args.host_size, ets=not args.no_ets, jobs=args.jobs)
+                       origin_stride=args.origin_stride, host_size=args.host_size, ets=not args.no_ets, jobs=args.jobs,
+                       replay=not args.forecast_only)
     err = Console(stderr=True)
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=err) as bar:

@@ -10,7 +10,7 @@ from agent.features import FeatureSpec
 from agent.forecast import ForecastInput
 from agent.state import Sample, SessionState
 from training.baselines import (
-    BaselineForecaster, DecayingHistogram, Ewma, LastValue, SeasonalNaive, Static, WindowPeak,
+    BaselineForecaster, DecayingHistogram, Ewma, LastValue, MedianOfLast, SeasonalNaive, Static, WindowPeak,
 )
 
 H, L = (1, 2, 12), (0.5, 0.9, 0.99)
@@ -32,6 +32,13 @@ def test_point_rules():
     e = Ewma(span=3)   # alpha 0.5
     assert e.forecast(feed(e, vals), H, L)[0, 0, 0] == pytest.approx(((1 + 3) / 2 + 2) / 2)
     assert Static().forecast(feed(Static(), vals), H, L)[2, 2].tolist() == CAP.tolist()
+
+
+def test_median_of_the_last_three_steps_ignores_one_spike_and_missing_values():
+    r = MedianOfLast()
+    out = r.forecast(feed(r, [[9.0, 1.0], [1.0, np.nan], [50.0, np.nan], [2.0, np.nan]]), H, L)
+    assert out.shape == (3, 3, 2) and out[0, 0].tolist() == [2.0, 1.0]   # memory: none in 3 steps, the last seen
+    assert np.isnan(r.forecast(feed(r, [[np.nan, np.nan]]), H, L)).all()
 
 
 def test_seasonal_naive_reads_one_period_back():

@@ -59,6 +59,17 @@ def test_evaluate_command_on_a_cut_prints_the_json_last(tmp_path, tiny_model, ca
     assert any("policy" in line for line in out)   # the table came first
 
 
+def test_forecast_only_skips_the_replay(tmp_path, tiny_model, capsys):
+    from training.cli import main
+
+    cut = cut_bitbrains(tmp_path / "unseen", vms=("5", "6"), rows=400)
+    assert main(["evaluate", "--traces", str(cut), "--model", str(tiny_model), "--json", "--origin-stride", "24",
+                 "--forecast-only", "--no-ets"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["policies"] == {} and summary["series"] == 2
+    assert {"model", "last_value", "median3"} <= set(summary["forecast"])
+
+
 def test_evaluate_refuses_an_empty_directory(tmp_path, tiny_model):
     from training.cli import main
 
