@@ -60,12 +60,19 @@ def sweep(traces: str, variants: dict, model: str = "", limit: int | None = 48, 
     """Every variant replayed (one worker process each, `jobs` at a time); `progress` as each ends."""
     work = [(traces, model, limit, days, name, spec) for name, spec in variants.items()]
     out: dict[str, dict] = {}
-    with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for fut in as_completed([pool.submit(_one, w) for w in work]):
-            name, figs, sec = fut.result()
-            out[name] = figs | {"cpu_seconds": round(sec, 1)}
-            if progress is not None:
-                progress(name, out[name])
+
+    def done(name: str, figs: dict, sec: float) -> None:
+        out[name] = figs | {"cpu_seconds": round(sec, 1)}
+        if progress is not None:
+            progress(name, out[name])
+
+    if jobs <= 1:                       # in this process
+        for w in work:
+            done(*_one(w))
+    else:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            for fut in as_completed([pool.submit(_one, w) for w in work]):
+                done(*fut.result())
     return {name: out[name] for name in variants}
 
 

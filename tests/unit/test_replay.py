@@ -9,7 +9,7 @@ import pytest
 
 import agent.policy
 from agent.config import PolicySection
-from training.baselines import LastValue, Static, WindowPeak
+from training.baselines import LastValue, WindowPeak
 from training.data import Series
 from training.policies import baseline_run, named_baseline, replay_policy
 from training.replay import replay
@@ -116,3 +116,44 @@ def test_every_tick_goes_through_the_agents_arbitration(monkeypatch):
     assert len(seen) == 49 and all(n == 2 for n, _, _ in seen)   # no decision after the last step
     assert seen[0][1] == pytest.approx(6.0 + cfg.host_cpu_reserve)
     assert seen[0][2] == 4 * GIB + cfg.host_mem_reserve
+
+
+def test_a_session_starts_as_the_loop_starts_it_no_decrease_before_the_cooldown():
+    cpu, mem = wave(50)
+    cfg = replay_policy(cooldown_down_seconds=900.0, conformal=False)
+    import training.replay as rp
+
+    tracks = {}
+    real = rp.session_figures
+
+    def keep(name, track, step):
+        tracks[name] = track
+        return real(name, track, step)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(rp, "session_figures", keep)
+        replay([series("a", cpu, mem)], baseline_run("lv", LastValue, cfg))
+    caps = tracks["a"].lim[:, 0]                     # the cap in force during each 300 s step
+    assert caps[0] == caps[1] == caps[2] == 4.0      # provisioned, held through the 900 s cooldown
+    assert caps[3] < 2.0                             # then sized on the forecast
+
+
+def test_decide_gets_the_bumped_demand_as_the_loop_hands_it(monkeypatch):
+    """A throttled step reaches the policy as throttle_bump x the cap, as in AgentLoop._collect."""
+    import training.replay as rp
+
+    seen = []
+    real = rp.decide
+
+    def spy(now, pred, current, usage, bounds, cfg, memo):
+        seen.append((usage[0], current.cpu_limit))
+        return real(now, pred, current, usage, bounds, cfg, memo)
+
+    monkeypatch.setattr(rp, "decide", spy)
+    n = 60
+    cpu = np.full(n, 0.2)
+    cpu[40] = 3.0                                    # a burst far above the cap sized on 0.2
+    replay([series("a", cpu, np.full(n, GIB))], baseline_run("lv", LastValue, replay_policy(conformal=False)))
+    used, cap = seen[40]
+    cfg = replay_policy()
+    assert cap < 3.0 and used == pytest.approx(cap * cfg.throttle_bump)
