@@ -44,13 +44,12 @@ import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from agent import conformal
 from agent.config import PolicySection
 from agent.limits import Bounds, Limits
 from agent.policy_memo import PolicyMemo
 from agent.policy_steps import (
     LEVEL_FIELDS, base_estimate, bump_sample, bump_sample_explained, clamp,
-    cpu_burst_for, effective_bounds, effective_highs, finite, is_young, mem_cap_floor, peak_floor, round_cpu_up, round_mem_up,
+    cpu_burst_for, effective_bounds, finite, is_young, mem_cap_floor, round_cpu_up, round_mem_up,
     limits_differ, same_value, usage_floor, with_confidence, with_margin, within_hysteresis, young_extra,
 )
 from agent.policy_recall import Answer, Hold, WaitClock, config_snapshot, texts
@@ -201,7 +200,7 @@ def decide(now: float, prediction: Prediction | None, current: Limits | None,
     `usage` is (cpu cores used over the last interval, memory bytes in use now).
     """
     cpu_used, mem_used = _usage(usage)
-    factors, peak = _observe(now, current, cpu_used, mem_used, bounds, cfg, memo)         # 0
+    factors, peak = memo.observe_demand(now, current, cpu_used, mem_used, bounds, cfg)    # 0
     memo.observe(current, now)
     samples = prediction.samples if prediction is not None else 0
     young = is_young(samples, cfg.young_samples)
@@ -224,28 +223,6 @@ def decide(now: float, prediction: Prediction | None, current: Limits | None,
                              dict(memo.last_down), dict(memo.refused_at), reasons, proposal,
                              any(isinstance(why, Hold) for why in reasons))
     return proposal
-
-
-def _observe(now: float, current: Limits | None, cpu_used: float, mem_used: float, bounds: Bounds,
-             cfg: PolicySection, memo: PolicyMemo) -> tuple[tuple[float, ...], float]:
-    """Step 0: the demand seen under `current` updates the conformal factors and the memory peak.
-
-    Returns the factors to apply (LEVELS' order) and the memory cap's peak floor (0: none)."""
-    peak = 0.0
-    if cfg.mem_peak_half_life_seconds > 0:
-        peak = peak_floor(memo.observe_memory(mem_used, now, cfg.mem_peak_half_life_seconds), cfg.mem_peak_margin)
-    if not cfg.conformal:
-        return _NO_FACTORS, peak
-    state = memo.conformal
-    if state is None:
-        state = memo.conformal = conformal.Conformal()
-    if current is not None:
-        conformal.update(state, now, (current.cpu_limit, current.cpu_request, current.mem_limit,
-                                      current.mem_request), (cpu_used, mem_used),
-                         lambda: effective_highs(bounds, cfg), cfg)
-    else:
-        state.at = now                        # the next call measures the interval from here
-    return conformal.factors(state), peak
 
 
 _NO_FACTORS = (1.0, 1.0, 1.0, 1.0)

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from agent import conformal
+from agent.config import PolicySection
 from agent.conformal import Conformal
-from agent.limits import Limits
+from agent.limits import Bounds, Limits
 from agent.policy_recall import Answer
-from agent.policy_steps import LEVEL_FIELDS, decayed_peak, finite, same_value
+from agent.policy_steps import LEVEL_FIELDS, decayed_peak, effective_highs, finite, peak_floor, same_value
 
 _ALIASES = {"mem": "mem_limit", "memory": "mem_limit", "cpu": "cpu_limit"}
+_NO_FACTORS = (1.0, 1.0, 1.0, 1.0)
 
 
 @dataclass(slots=True)
@@ -71,6 +74,30 @@ class PolicyMemo:
             peak = float(used)
         self.mem_peak, self.mem_peak_at = peak, now
         return peak
+
+    def observe_demand(self, now: float, current: Limits | None, cpu_used: float, mem_used: float,
+                       bounds: Bounds, cfg: PolicySection) -> tuple[tuple[float, float, float, float], float]:
+        """Policy step 0: the demand seen under `current` (the levels in force over the interval just
+        measured) moves the conformal factors and the memory peak.
+
+        Returns the factors to apply (conformal.LEVELS' order) and the memory cap's peak floor (0: none).
+        """
+        peak = 0.0
+        if cfg.mem_peak_half_life_seconds > 0:
+            peak = peak_floor(self.observe_memory(mem_used, now, cfg.mem_peak_half_life_seconds),
+                              cfg.mem_peak_margin)
+        if not cfg.conformal:
+            return _NO_FACTORS, peak
+        state = self.conformal
+        if state is None:
+            state = self.conformal = conformal.Conformal()
+        if current is not None:
+            conformal.update(state, now, (current.cpu_limit, current.cpu_request, current.mem_limit,
+                                          current.mem_request), (cpu_used, mem_used),
+                             lambda: effective_highs(bounds, cfg), cfg)
+        else:
+            state.at = now                    # the next call measures the interval from here
+        return conformal.factors(state), peak
 
     def to_dict(self) -> dict:
         return {"last_up": dict(self.last_up), "last_down": dict(self.last_down),
