@@ -70,3 +70,18 @@ def test_fast_dev_run_fit_writes_model_and_provenance(tmp_path):
     assert load_model(out).spec == FeatureSpec(**{})
     assert prov["cell"] == "gru" and len(saved["sha256"]) == 64
     assert not out.with_suffix(".json").exists()   # that name is the agent's spec sidecar
+
+
+def test_fit_calibrates_on_held_out_vms_and_the_exported_spec_carries_the_offsets(tmp_path):
+    from training.fit import FitConfig, fit
+
+    cut = cut_bitbrains(tmp_path / "cut", vms=("1", "2", "3", "4"), rows=300)
+    out = tmp_path / "m.onnx"
+    prov = fit(FitConfig(train_dir=str(cut), val_dir=str(cut), out=str(out), fast_dev_run=True, threads=1,
+                         train_stride=6, val_stride=12, calib_every=2, calib_stride=3))
+    assert prov["data"]["train_series"] == 2 and prov["data"]["calibration_series"] == 2
+    for q in ("0.5", "0.9", "0.99"):   # at least nominal (more where idle steps alone exceed it)
+        assert prov["metrics"][f"calib_coverage_after_q{q}"] >= float(q) - 0.01
+    spec = load_model(out).spec
+    assert np.shape(spec.output_offsets) == spec.output_shape
+    assert "--calib-every 2" in prov["retrain"] and prov["feature_spec"]["output_offsets"]
