@@ -76,7 +76,9 @@ def test_cpu_step_up_raises_quota_and_throttles_less_than_fixed(tmp_path, v1_cgr
             reports += _ticks(agent, 1)
             if stepped is None and marker.exists():
                 stepped = len(reports) - 1
-            if any(d.new.cpu_limit >= 0.3 for d in reports[-1].decisions):
+            # only a raise after the step counts: on a fast machine the interpreter's start-up
+            # alone can lift a young session's cap before the workload steps
+            if stepped is not None and any(d.new.cpu_limit >= 0.3 for d in reports[-1].decisions):
                 break
         assert stepped is not None, "the stepper never started burning"
         raised = len(reports) - 1
