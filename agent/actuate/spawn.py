@@ -6,6 +6,9 @@ instruction already runs under the session's limits and every child it forks
 inherits the cgroup. This avoids `preexec_fn`, which is unsafe in a process
 that has threads (the agent does). Backends without files (dry-run) attach the
 pid right after the spawn instead.
+
+The command gets the starter's environment without the agent's secrets
+(`agent/session_env.py`), whoever calls this.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import time
 from pathlib import Path
 
 from agent.actuate.base import ActuateError, Actuator
+from agent.session_env import session_environment
 
 JOIN_FAILED = 125  # the wrapper's exit status when it could not join the cgroup
 _WRAPPER = 'while [ "$1" != "--" ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
@@ -43,7 +47,10 @@ def resolve_command(command: list[str], env: dict[str, str] | None = None) -> st
 
 def spawn_in_cgroup(actuator: Actuator, cgroup: str, command: list[str], log_path: Path,
                     env: dict[str, str] | None = None, join_timeout_s: float = 2.0) -> subprocess.Popen:
-    """Start `command` in `cgroup`; return once it is a member (or already finished)."""
+    """Start `command` in `cgroup`; return once it is a member (or already finished).
+
+    `env` (default: this process's) is passed on less the agent's secrets."""
+    env = session_environment(os.environ if env is None else env)
     resolve_command(command, env)
     files = actuator.procs_files(cgroup)
     argv = wrapper_argv(files, command) if files else list(command)

@@ -216,3 +216,17 @@ def test_a_session_started_by_another_manager_is_seen_through_the_store(mgr, act
     finally:
         if cli._children["from-cli"].poll() is None:
             os.kill(s.pid, signal.SIGKILL)
+
+
+def test_a_started_session_gets_the_environment_without_the_agents_secrets(mgr, cfg, monkeypatch):
+    monkeypatch.setenv("PSPE_FLEET_KEY", "fleet-secret")
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "registry-secret")
+    monkeypatch.setenv("PSPE_DATABASE_URL", "postgresql://pspe:db-secret@db/pspe")
+    monkeypatch.setenv("PSPE_TEST_APP_SETTING", "kept")
+    s = mgr.start("env-1", ["env"], now=T0)
+    mgr._children["env-1"].wait(10)
+    seen = (cfg.state_dir / "logs" / "env-1.log").read_text()
+    assert "PSPE_TEST_APP_SETTING=kept" in seen and "PATH=" in seen
+    for secret in ("fleet-secret", "registry-secret", "db-secret"):
+        assert secret not in seen, f"{secret} reached the session"
+    assert s.pid is not None
