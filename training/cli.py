@@ -18,7 +18,7 @@ DEFAULT_VAL = SHARED_DATA / "bitbrains-rnd" / "2013-8"
 def add_fit_parser(sub) -> None:
     p = sub.add_parser("fit", help="train the forecaster, export ONNX (+ provenance), log to MLflow if set")
     p.add_argument("--train", default=str(DEFAULT_TRAIN), help="Bitbrains-format directory to train on")
-    p.add_argument("--val", default=str(DEFAULT_VAL), help="directory to select on (early stopping)")
+    p.add_argument("--val", default=str(DEFAULT_VAL), help="directory to select on (early stopping), or 'heldout': the training directory's calibration VMs")
     p.add_argument("--out", default="", help="ONNX path (default: the agent's bundled agent/models/forecaster.onnx)")
     p.add_argument("--cell", choices=("gru", "lstm"), default="lstm", help="lstm: chosen over gru on 2013-8 (val pinball 0.110 vs 0.113)")
     p.add_argument("--hidden", type=int, default=48)
@@ -32,6 +32,12 @@ def add_fit_parser(sub) -> None:
                    help="feature spec: 1, or 2 with same-time lags of a day and a week (agent/features_lags.py)")
     p.add_argument("--calib-every", type=int, default=6,
                    help="hold out every Nth training VM to calibrate the quantiles on (0: no calibration)")
+    p.add_argument("--median-weight", type=float, default=1.0, help="weight of the median's pinball loss")
+    p.add_argument("--last-horizon-weight", type=float, default=1.0,
+                   help="horizon weights ramp linearly from 1 (5 min) to this (1 h)")
+    p.add_argument("--wape-weights", action="store_true",
+                   help="weigh windows as the per-VM WAPE does (window max / VM mean)")
+    p.add_argument("--train-per-series", type=int, default=400, help="most training windows per VM")
     p.add_argument("--fast-dev-run", action="store_true")
     p.add_argument("--tracking-uri", default="", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
     p.set_defaults(func=cmd_fit)
@@ -53,6 +59,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
                     hidden=args.hidden, fold=args.fold, max_epochs=args.max_epochs, max_minutes=args.max_minutes, seed=args.seed,
                     threads=args.threads, limit=args.limit, fast_dev_run=args.fast_dev_run,
                     calib_every=args.calib_every, spec=spec_overrides(args.spec_version),
+                    median_weight=args.median_weight, last_horizon_weight=args.last_horizon_weight,
+                    wape_weights=args.wape_weights, train_per_series=args.train_per_series,
                     tracking_uri=tracking_uri(args.tracking_uri))
     prov = fit(cfg)
     print(json.dumps({"model": cfg.out, "metrics": prov["metrics"], "registry_version": prov.get("registry_version")}))

@@ -29,6 +29,7 @@ from training.windows import WindowSet, build_windows
 
 log = logging.getLogger("pspe.fit")
 
+HELD_OUT = "heldout"   # val_dir: early stopping on the calibration hold-out of the training directory
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "agent" / "models" / "forecaster.onnx"
 CITATIONS = ("Bitbrains GWA-T-12 Rnd: Shen, van Beek, Iosup, 'Statistical characterization of "
              "business-critical workloads hosted in cloud datacenters', CCGrid 2015 (research use with attribution)")
@@ -60,12 +61,9 @@ class FitConfig:
     fast_dev_run: bool = False
     tracking_uri: str = ""
     spec: dict = field(default_factory=dict)   # FeatureSpec overrides
-
-
-def load_windows(directory: str, spec: FeatureSpec, stride: int, per_series: int, limit: int | None,
-                 seed: int) -> tuple[WindowSet, int]:
-    series = list(load_bitbrains_dir(directory, limit=limit))
-    return build_windows(spec, series, stride=stride, max_per_series=per_series, seed=seed), len(series)
+    median_weight: float = 1.0           # weight of the 0.5 quantile's pinball loss (others 1)
+    last_horizon_weight: float = 1.0     # horizon weights ramp linearly from 1 to this (1: all equal)
+    wape_weights: bool = False           # weigh windows as the per-VM WAPE does (training/loss_weights.py)
 
 
 def split_for_calibration(series: list, every: int) -> tuple[list, list]:
@@ -120,21 +118,27 @@ def git_commit(root: Path | None = None) -> str:
         return "unknown"
 
 
-def train_net(cfg: FitConfig, spec: FeatureSpec, train: WindowSet, val: WindowSet):
-    """A trained QuantileRNN (best validation epoch) and what the run measured."""
+def train_net(cfg: FitConfig, spec: FeatureSpec, train: WindowSet, val: WindowSet,
+              weights: tuple[np.ndarray | None, np.ndarray | None] = (None, None)):
+    """A trained QuantileRNN (best validation epoch) and what the run measured; `weights`: the
+    train and validation windows' loss weights [N, T] (None: equal)."""
     import lightning.pytorch as pl
     import torch
     from lightning.pytorch.callbacks import EarlyStopping
 
     from training.datamodule import WindowDataModule
     from training.lightning_module import QuantileForecasterModule
+    from training.loss_weights import horizon_weights, level_weights
     from training.nets import build_net
 
     torch.set_num_threads(cfg.threads)
     pl.seed_everything(cfg.seed, workers=True)
     net = build_net(spec, cell=cfg.cell, hidden=cfg.hidden, fold=cfg.fold)
-    module = QuantileForecasterModule(net, spec.quantiles, lr=cfg.lr)
-    data = WindowDataModule(train, val, batch_size=cfg.batch_size, seed=cfg.seed)
+    module = QuantileForecasterModule(net, spec.quantiles, lr=cfg.lr,
+                                      level_weights=level_weights(spec.quantiles, cfg.median_weight),
+                                      horizon_weights=horizon_weights(spec.horizons, cfg.last_horizon_weight))
+    data = WindowDataModule(train, val, batch_size=cfg.batch_size, seed=cfg.seed, train_weights=weights[0],
+                            val_weights=weights[1])
     keep = _KeepBest()
     logger = False
     if cfg.tracking_uri:
@@ -203,11 +207,25 @@ def fit(cfg: FitConfig) -> dict:
     held_out = build_windows(spec, held_out_series, stride=cfg.calib_stride, max_per_series=cfg.calib_per_series,
                              seed=cfg.seed + 2)
     n_train = len(train_series)
-    val, n_val = load_windows(cfg.val_dir, spec, cfg.val_stride, cfg.val_per_series, cfg.limit, cfg.seed + 1)
+    if cfg.val_dir == HELD_OUT:        # select on the training month's held-out VMs, not on the test month
+        if not len(held_out):
+            raise ValueError("--val heldout needs calibration VMs (--calib-every 2 or more)")
+        val_series, val = held_out_series, held_out
+    else:
+        val_series = list(load_bitbrains_dir(cfg.val_dir, limit=cfg.limit))
+        val = build_windows(spec, val_series, stride=cfg.val_stride, max_per_series=cfg.val_per_series,
+                            seed=cfg.seed + 1)
+    n_val = len(val_series)
     log.info("windows: %d train from %d series, %d held out for calibration from %d, %d validation from %d "
              "series (%.0fs)", len(train), n_train, len(held_out), len(held_out_series), len(val), n_val,
              time.monotonic() - t0)
-    net, run = train_net(cfg, spec, train, val)
+    weights = (None, None)
+    if cfg.wape_weights:
+        from training.loss_weights import series_means, wape_weights
+        floors = [spec.scale_floors[spec.inputs.index(t)] for t in spec.targets]
+        weights = tuple(wape_weights(w.scale, w.series_index, series_means(ss, spec.targets), floors)
+                        for w, ss in ((train, train_series), (val, val_series)))
+    net, run = train_net(cfg, spec, train, val, weights)
     raw = {f"uncalibrated_{k}": v for k, v in validation_metrics(net, spec, val).items()}
     spec, calib = calibrate_on(net, spec, held_out)
     metrics = {**validation_metrics(net, spec, val), **raw, **calib}
@@ -220,13 +238,14 @@ def fit(cfg: FitConfig) -> dict:
         "parameters": int(sum(p.numel() for p in net.parameters())),
         "data": {"train": portable(cfg.train_dir), "train_series": n_train, "train_windows": len(train),
                  "calibration_series": len(held_out_series), "calibration_windows": len(held_out),
-                 "validation": portable(cfg.val_dir), "validation_series": n_val, "validation_windows": len(val),
+                 "validation": cfg.val_dir if cfg.val_dir == HELD_OUT else portable(cfg.val_dir), "validation_series": n_val, "validation_windows": len(val),
                  "citation": CITATIONS},
         "commit": commit, "seed": cfg.seed, "metrics": {**metrics, **run, "onnx_max_abs_diff": err},
         "feature_spec": spec.to_dict(), "config": {k: v for k, v in asdict(cfg).items() if k != "tracking_uri"},
         "retrain": (f"pspe-train fit --cell {cfg.cell} --max-epochs {cfg.max_epochs} --max-minutes "
                     f"{cfg.max_minutes:g} --threads {cfg.threads} --fold {cfg.fold} --spec-version {spec.version} "
-                    f"--calib-every {cfg.calib_every}"),
+                    f"--calib-every {cfg.calib_every}" + _loss_options(cfg) +
+                    (" --val heldout" if cfg.val_dir == HELD_OUT else "")),
     }
     provenance["sha256"] = hashlib.sha256(out.read_bytes()).hexdigest()
     prov_path = provenance_path(out)
@@ -238,3 +257,11 @@ def fit(cfg: FitConfig) -> dict:
                                                                            "seed": cfg.seed}, flat,
                                                         [out, prov_path])
     return provenance
+
+
+def _loss_options(cfg: FitConfig) -> str:
+    """The loss options of a run as `pspe-train fit` flags (none at their defaults)."""
+    return ((f" --median-weight {cfg.median_weight:g}" if cfg.median_weight != 1.0 else "") +
+            (f" --last-horizon-weight {cfg.last_horizon_weight:g}" if cfg.last_horizon_weight != 1.0 else "") +
+            (" --wape-weights" if cfg.wape_weights else "") +
+            (f" --train-per-series {cfg.train_per_series}" if cfg.train_per_series != 400 else ""))

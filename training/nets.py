@@ -51,6 +51,24 @@ def pinball_loss(pred: torch.Tensor, y: torch.Tensor, levels: Sequence[float]) -
     return torch.maximum(q * diff, (q - 1.0) * diff).mean()
 
 
+def weighted_pinball_loss(pred: torch.Tensor, y: torch.Tensor, levels: Sequence[float],
+                          level_weights: torch.Tensor | None = None, horizon_weights: torch.Tensor | None = None,
+                          sample_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Pinball loss with weights per quantile level [Q], per horizon [H] and per window and target
+    [B, T] (each None = 1). Weights that depend only on the window, never on its truth, leave
+    each conditional quantile where it was: they only move the net's capacity between them."""
+    q = torch.as_tensor(levels, dtype=pred.dtype, device=pred.device).view(1, 1, -1, 1)
+    diff = y.unsqueeze(2) - pred
+    loss = torch.maximum(q * diff, (q - 1.0) * diff)
+    if level_weights is not None:
+        loss = loss * level_weights.view(1, 1, -1, 1)
+    if horizon_weights is not None:
+        loss = loss * horizon_weights.view(1, -1, 1, 1)
+    if sample_weights is not None:
+        loss = loss * sample_weights.view(sample_weights.shape[0], 1, 1, -1)
+    return loss.mean()
+
+
 def build_net(spec, cell: str = "gru", hidden: int = 48, fold: int = 4) -> QuantileRNN:
     """The net for a FeatureSpec (agent.features.FeatureSpec); `fold` steps per recurrent step
     (1 when the window does not divide by it)."""
