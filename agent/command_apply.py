@@ -20,6 +20,7 @@ from agent import protocol
 from agent.bus.commands import CommandRejected
 from agent.limits import Bounds, Limits
 from agent.model_fetch import FetchError, ModelFetcher, is_registry_uri
+from agent.model_rollback import RollbackError, find_rollback
 
 log = logging.getLogger("pspe.commands")
 
@@ -118,16 +119,22 @@ class CommandApplier:
         if not ok:  # the last good model stays in place
             raise CommandRejected(f"model {cmd.version} rejected: {self.agent.forecaster.last_error}")
 
-    def _fetch(self, cmd: protocol.ModelPromoted):
-        """Download and verify a registry model into <state_dir>/models; a failure refuses the command."""
+    def _registry(self) -> ModelFetcher | None:
+        """The fetcher for [forecast] registry_uri, made on first need; None when none is configured."""
         if self.fetcher is None:
             uri = getattr(self.agent.cfg.forecast, "registry_uri", "")
             if not uri:
-                raise CommandRejected(f"model URI {cmd.model_uri!r}: no [forecast] registry_uri configured")
+                return None
             try:
                 self.fetcher = ModelFetcher(uri, self.agent.cfg.state_dir / "models")
             except FetchError as e:
                 raise CommandRejected(str(e)) from None
+        return self.fetcher
+
+    def _fetch(self, cmd: protocol.ModelPromoted):
+        """Download and verify a registry model into <state_dir>/models; a failure refuses the command."""
+        if self._registry() is None:
+            raise CommandRejected(f"model URI {cmd.model_uri!r}: no [forecast] registry_uri configured")
         try:
             return self.fetcher.fetch(cmd.model_uri, cmd.sha256)
         except FetchError as e:
@@ -136,5 +143,21 @@ class CommandApplier:
             raise CommandRejected(f"model {cmd.version} not fetched: {e}") from None
 
     async def _ModelRollback(self, cmd: protocol.ModelRollback) -> None:
-        if not await asyncio.to_thread(self.agent.forecaster.revert):
-            raise CommandRejected("no previous model to roll back to")
+        if cmd.to_version is None:   # the model before the last swap
+            if not await asyncio.to_thread(self.agent.forecaster.revert):
+                raise CommandRejected("no previous model to roll back to")
+            return
+        path, digest = await asyncio.to_thread(self._rollback_file, cmd.to_version)
+        if not await asyncio.to_thread(self.agent.forecaster.swap, str(path), digest):
+            raise CommandRejected(f"rollback to {cmd.to_version} rejected: {self.agent.forecaster.last_error}")
+
+    def _rollback_file(self, to_version: str):
+        """The kept or fetched file of `to_version`; a miss is logged and refuses the command."""
+        holder = self.agent.forecaster
+        current = getattr(getattr(holder.current, "model", None), "path", None)
+        try:
+            return find_rollback(to_version, self.agent.cfg.state_dir / "models",
+                                 str(current) if current else None, self._registry())
+        except RollbackError as e:
+            log.error("rollback to model %s not possible, keeping %s: %s", to_version, holder.source, e)
+            raise CommandRejected(f"rollback to {to_version}: {e}") from None

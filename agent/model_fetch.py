@@ -187,6 +187,17 @@ class ModelFetcher:
             raise FetchError(f"{ref}: the registry answered no artifact URI for version {version}")
         return ResolvedModel(ref.name, version, artifact_url(self.tracking_uri, source))
 
+    def version_sha256(self, name: str, version: str) -> str:
+        """The `sha256` tag training/registry.py puts on each version (a rollback names no checksum)."""
+        ref = parse_model_uri(f"models:/{name}/{version}")
+        mv = self._get_json(api_url(self.tracking_uri, "model-versions/get", name=ref.name,
+                                    version=ref.version)).get("model_version") or {}
+        tags = {t.get("key"): t.get("value") for t in mv.get("tags") or [] if isinstance(t, dict)}
+        digest = str(tags.get("sha256") or "").lower()
+        if not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise FetchError(f"{ref}: the registry has no sha256 tag on this version")
+        return digest
+
     def download(self, resolved: ResolvedModel, expected_sha256: str) -> Path:
         want = expected_sha256.strip().lower()
         self.model_dir.mkdir(parents=True, exist_ok=True)

@@ -61,6 +61,14 @@ def test_fetcher_resolves_the_champion_and_downloads_it(mlflow_server, registere
     assert by_version.name.startswith(f"{NAME}-v2-") and not by_version.with_suffix(".npz").exists()
 
 
+def test_a_versions_sha256_tag_is_read_over_rest(mlflow_server, registered):
+    """What a rollback to a version no longer kept on the host checks the download against."""
+    f = ModelFetcher(mlflow_server.uri, "/nonexistent", token="")
+    assert f.version_sha256(NAME, registered["v2"]) == registered["sha"]
+    with pytest.raises(FetchError, match="HTTP (400|404)"):
+        f.version_sha256(NAME, "99")
+
+
 def test_checksum_mismatch_and_unknown_names_are_refused(mlflow_server, registered, tmp_path):
     f = ModelFetcher(mlflow_server.uri, tmp_path, token="")
     with pytest.raises(FetchError, match="does not match"):

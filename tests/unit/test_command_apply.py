@@ -1,6 +1,10 @@
 """Commands go through the same safety checks as the loop; changes land in the tick, not on the event loop."""
 
+import hashlib
+import logging
+import shutil
 import time
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +15,8 @@ from agent.command_apply import CommandApplier, check_bounds, check_override, mo
 from agent.config import build_config
 from agent.limits import GIB, MIB, Bounds, Limits
 from agent.main import build_agent
+from agent.model_fetch import ModelFetcher
+from tests.unit.test_model_fetch import _Registry, registry  # noqa: F401 (a fixture)
 
 HDR = dict(host="h1", command_id="c1", issued_at=0.0)
 
@@ -81,3 +87,65 @@ async def test_policy_update_and_rollback(agent):
     with pytest.raises(CommandRejected):
         await applier(protocol.ModelPromoted(model_uri="/nonexistent.onnx", version="7", sha256="0" * 64, **HDR))
     assert agent.forecaster.describe().startswith("heuristic")  # the last good forecaster stays
+
+
+# ---- rollback to a named version --------------------------------------------------------
+
+BUNDLED = Path(__file__).resolve().parents[2] / "agent" / "models" / "forecaster.onnx"
+
+
+def keep_version(model_dir: Path, version: int) -> Path:
+    """The bundled model kept as if agent/model_fetch.py had downloaded it as pspe-forecaster v<version>."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(BUNDLED.read_bytes()).hexdigest()
+    target = model_dir / f"pspe-forecaster-v{version}-{digest[:12]}.onnx"
+    shutil.copyfile(BUNDLED, target)
+    shutil.copyfile(BUNDLED.with_suffix(".npz"), target.with_suffix(".npz"))
+    return target
+
+
+def running_path(agent) -> str:
+    return str(agent.forecaster.current.model.path)
+
+
+async def test_rollback_to_a_version_loads_that_version_not_the_previous_one(agent):
+    applier = CommandApplier(agent)
+    models = agent.cfg.state_dir / "models"
+    v2, v3, v4 = (keep_version(models, v) for v in (2, 3, 4))
+    for v, path in ((2, v2), (3, v3), (4, v4)):
+        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        await applier(protocol.ModelPromoted(model_uri=str(path), version=str(v), sha256=sha, **HDR))
+    assert running_path(agent) == str(v4)
+    await applier(protocol.ModelRollback(to_version="2", **HDR))
+    assert running_path(agent) == str(v2), "the version asked for, not the one before the last swap (v3)"
+    await applier(protocol.ModelRollback(**HDR))   # no version: back to the one before, as before
+    assert running_path(agent) == str(v4)
+
+
+async def test_rollback_to_a_missing_or_altered_version_keeps_the_model_and_is_refused(agent, caplog):
+    applier = CommandApplier(agent)
+    models = agent.cfg.state_dir / "models"
+    v5, v6 = keep_version(models, 5), keep_version(models, 6)
+    sha = hashlib.sha256(v6.read_bytes()).hexdigest()
+    await applier(protocol.ModelPromoted(model_uri=str(v6), version="6", sha256=sha, **HDR))
+    with caplog.at_level(logging.ERROR, logger="pspe.commands"):
+        with pytest.raises(CommandRejected, match="version 9 is not among the kept models"):
+            await applier(protocol.ModelRollback(to_version="9", **HDR))
+    assert "rollback to model 9 not possible" in caplog.text
+    with v5.open("r+b") as f:   # the kept v5 no longer matches the checksum in its name
+        f.write(b"\0")
+    with pytest.raises(CommandRejected, match="no longer matches its checksum"):
+        await applier(protocol.ModelRollback(to_version="5", **HDR))
+    with pytest.raises(CommandRejected, match="expected a registry version"):
+        await applier(protocol.ModelRollback(to_version="latest-good", **HDR))
+    assert running_path(agent) == str(v6)
+
+
+async def test_rollback_to_a_version_no_longer_kept_comes_from_the_registry(agent, registry):
+    applier = CommandApplier(agent, fetcher=ModelFetcher(registry, agent.cfg.state_dir / "models", token=""))
+    keep_version(agent.cfg.state_dir / "models", 8)   # the running model's name says which model to ask for
+    _Registry.files["0/r1/artifacts/model/f.onnx"] = BUNDLED.read_bytes()
+    _Registry.files["0/r1/artifacts/model/f.npz"] = BUNDLED.with_suffix(".npz").read_bytes()
+    await applier(protocol.ModelRollback(to_version="1", **HDR))
+    assert Path(running_path(agent)).name.startswith("pspe-forecaster-v1-")
+    assert ("/api/2.0/mlflow/model-versions/get", "") in _Registry.seen

@@ -74,6 +74,12 @@ class _Registry(BaseHTTPRequestHandler):
             if q == {"name": "m", "alias": "champion"}:
                 return self._json(200, {"model_version": {"name": "m", "version": "2"}})
             return self._json(404, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "no such alias"})
+        if url.path == "/api/2.0/mlflow/model-versions/get":   # tags as training/registry.py sets them
+            body = self.files.get(f"0/r{q.get('version')}/artifacts/model/f.onnx")
+            if body is None:
+                return self._json(404, {"error_code": "RESOURCE_DOES_NOT_EXIST"})
+            tags = [{"key": "sha256", "value": sha(body)}] if q.get("version") != "2" else []
+            return self._json(200, {"model_version": {"name": q.get("name"), "version": q["version"], "tags": tags}})
         if url.path == "/api/2.0/mlflow/model-versions/get-download-uri":
             if q.get("version") in ("1", "2"):
                 return self._json(200, {"artifact_uri": f"mlflow-artifacts:/0/r{q['version']}/artifacts/model/f.onnx"})
@@ -158,3 +164,14 @@ def test_only_the_newest_downloads_are_kept(registry, tmp_path):
         os.utime(p, (1000 + i, 1000 + i))
     kept = sorted(p.read_bytes() for p in tmp_path.glob("*.onnx"))
     assert kept == [b"v2", b"v3", b"v4"]
+
+
+def test_a_versions_checksum_comes_from_its_sha256_tag(registry, tmp_path):
+    f = ModelFetcher(registry, tmp_path, token="")
+    assert f.version_sha256("m", "1") == sha(b"version one")
+    with pytest.raises(FetchError, match="no sha256 tag"):
+        f.version_sha256("m", "2")
+    with pytest.raises(FetchError, match="HTTP 404"):
+        f.version_sha256("m", "4")
+    with pytest.raises(FetchError):
+        f.version_sha256("../m", "1")

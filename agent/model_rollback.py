@@ -1,0 +1,109 @@
+"""Where the model a `ModelRollback(to_version=...)` names comes from.
+
+The agent keeps its last few registry downloads in `<state_dir>/models`, named
+`<name>-v<version>-<sha256[:12]>.onnx` by agent/model_fetch.py. A rollback to a
+version loads that file when it is still kept and its content still matches
+the checksum in its name; otherwise it downloads the version from the registry,
+checked against the `sha256` tag the pipeline put on it (the rollback command
+carries no checksum). Naming and choosing are pure; `find_rollback` does the I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from agent.model_fetch import FetchError, ModelFetcher
+
+DEFAULT_MODEL_NAME = "pspe-forecaster"   # the name the pipeline registers (training/registry.py)
+_KEPT = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)-v(?P<version>[0-9]{1,9})-(?P<sha>[0-9a-f]{12})\.onnx$")
+_TARGET = re.compile(r"^(?:models:/(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]{0,127})/)?v?(?P<version>[0-9]{1,9})$")
+
+
+class RollbackError(RuntimeError):
+    """The version asked for is not kept here and the registry cannot supply it."""
+
+
+@dataclass(frozen=True)
+class KeptModel:
+    path: Path
+    name: str
+    version: str
+    sha_prefix: str
+
+
+# ---- pure ---------------------------------------------------------------------------------
+
+def parse_target(to_version: str) -> tuple[str | None, str]:
+    """'7', 'v7' or 'models:/<name>/7' -> (name or None, '7'); anything else is a RollbackError."""
+    m = _TARGET.match(to_version.strip())
+    if m is None:
+        raise RollbackError(f"to_version {to_version!r}: expected a registry version like '7' or models:/<name>/7")
+    return m["name"], str(int(m["version"]))
+
+
+def parse_kept(path: Path) -> KeptModel | None:
+    m = _KEPT.match(path.name)
+    return KeptModel(path, m["name"], str(int(m["version"])), m["sha"]) if m else None
+
+
+def choose_kept(kept: Iterable[KeptModel], version: str, name: str | None) -> KeptModel | None:
+    """The kept file of `version` (of `name` when given); None when there is none."""
+    matching = [k for k in kept if k.version == version and (name is None or k.name == name)]
+    return sorted(matching, key=lambda k: k.path.name)[0] if matching else None
+
+
+def registry_name(name: str | None, current: KeptModel | None, kept: Iterable[KeptModel]) -> str:
+    """The registered model to ask for: as named, else the running model's, else the newest kept one's."""
+    if name:
+        return name
+    if current is not None:
+        return current.name
+    names = [k.name for k in kept]
+    return names[0] if names else DEFAULT_MODEL_NAME
+
+
+# ---- I/O ----------------------------------------------------------------------------------
+
+def kept_models(model_dir: Path) -> list[KeptModel]:
+    """The downloads kept in `model_dir`, newest first."""
+    try:
+        paths = sorted(model_dir.glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
+    except OSError:
+        return []
+    return [k for k in map(parse_kept, paths) if k is not None]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 16):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def find_rollback(to_version: str, model_dir: Path, current_path: str | None,
+                  fetcher: ModelFetcher | None) -> tuple[Path, str]:
+    """(local path, sha256) of the model `to_version` names; RollbackError when it cannot be had."""
+    name, version = parse_target(to_version)
+    kept = kept_models(model_dir)
+    found = choose_kept(kept, version, name)
+    if found is not None:
+        digest = file_sha256(found.path)
+        if digest.startswith(found.sha_prefix):
+            return found.path, digest
+        problem = f"the kept file {found.path.name} no longer matches its checksum"
+    else:
+        problem = f"version {version} is not among the kept models"
+    if fetcher is None:
+        raise RollbackError(f"{problem}, and no [forecast] registry_uri is configured")
+    current = parse_kept(Path(current_path)) if current_path else None
+    model = registry_name(name, current, kept)
+    try:
+        digest = fetcher.version_sha256(model, version)
+        return fetcher.fetch(f"models:/{model}/{version}", digest), digest
+    except FetchError as e:
+        raise RollbackError(f"{problem}, and the registry cannot supply models:/{model}/{version}: {e}") from None
