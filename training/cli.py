@@ -35,8 +35,8 @@ def add_fit_parser(sub) -> None:
     p.add_argument("--median-weight", type=float, default=1.0, help="weight of the median's pinball loss")
     p.add_argument("--last-horizon-weight", type=float, default=1.0,
                    help="horizon weights ramp linearly from 1 (5 min) to this (1 h)")
-    p.add_argument("--wape-weights", action="store_true",
-                   help="weigh windows as the per-VM WAPE does (window max / VM mean)")
+    p.add_argument("--vm-weights", choices=("none", "wape", "mase"), default="none",
+                   help="weigh windows per VM: wape (window max / VM mean), mase (window max / VM's naive MAE)")
     p.add_argument("--train-per-series", type=int, default=400, help="most training windows per VM")
     p.add_argument("--fast-dev-run", action="store_true")
     p.add_argument("--tracking-uri", default="", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
@@ -60,7 +60,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
                     threads=args.threads, limit=args.limit, fast_dev_run=args.fast_dev_run,
                     calib_every=args.calib_every, spec=spec_overrides(args.spec_version),
                     median_weight=args.median_weight, last_horizon_weight=args.last_horizon_weight,
-                    wape_weights=args.wape_weights, train_per_series=args.train_per_series,
+                    vm_weights=args.vm_weights, train_per_series=args.train_per_series,
                     tracking_uri=tracking_uri(args.tracking_uri))
     prov = fit(cfg)
     print(json.dumps({"model": cfg.out, "metrics": prov["metrics"], "registry_version": prov.get("registry_version")}))

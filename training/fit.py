@@ -63,7 +63,7 @@ class FitConfig:
     spec: dict = field(default_factory=dict)   # FeatureSpec overrides
     median_weight: float = 1.0           # weight of the 0.5 quantile's pinball loss (others 1)
     last_horizon_weight: float = 1.0     # horizon weights ramp linearly from 1 to this (1: all equal)
-    wape_weights: bool = False           # weigh windows as the per-VM WAPE does (training/loss_weights.py)
+    vm_weights: str = "none"             # "wape" or "mase": weigh windows per VM (training/loss_weights.py)
 
 
 def split_for_calibration(series: list, every: int) -> tuple[list, list]:
@@ -219,12 +219,10 @@ def fit(cfg: FitConfig) -> dict:
     log.info("windows: %d train from %d series, %d held out for calibration from %d, %d validation from %d "
              "series (%.0fs)", len(train), n_train, len(held_out), len(held_out_series), len(val), n_val,
              time.monotonic() - t0)
-    weights = (None, None)
-    if cfg.wape_weights:
-        from training.loss_weights import series_means, wape_weights
-        floors = [spec.scale_floors[spec.inputs.index(t)] for t in spec.targets]
-        weights = tuple(wape_weights(w.scale, w.series_index, series_means(ss, spec.targets), floors)
-                        for w, ss in ((train, train_series), (val, val_series)))
+    from training.loss_weights import vm_weights
+    floors = [spec.scale_floors[spec.inputs.index(t)] for t in spec.targets]
+    weights = tuple(vm_weights(cfg.vm_weights, w.scale, w.series_index, ss, spec.targets, floors)
+                    for w, ss in ((train, train_series), (val, val_series)))
     net, run = train_net(cfg, spec, train, val, weights)
     raw = {f"uncalibrated_{k}": v for k, v in validation_metrics(net, spec, val).items()}
     spec, calib = calibrate_on(net, spec, held_out)
@@ -263,5 +261,5 @@ def _loss_options(cfg: FitConfig) -> str:
     """The loss options of a run as `pspe-train fit` flags (none at their defaults)."""
     return ((f" --median-weight {cfg.median_weight:g}" if cfg.median_weight != 1.0 else "") +
             (f" --last-horizon-weight {cfg.last_horizon_weight:g}" if cfg.last_horizon_weight != 1.0 else "") +
-            (" --wape-weights" if cfg.wape_weights else "") +
+            (f" --vm-weights {cfg.vm_weights}" if cfg.vm_weights != "none" else "") +
             (f" --train-per-series {cfg.train_per_series}" if cfg.train_per_series != 400 else ""))

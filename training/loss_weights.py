@@ -8,6 +8,12 @@ max / mean (per window and target, the mean over the VM's whole series, with
 a floor) turns the scaled loss into a sum of per-VM WAPEs. The weights depend
 only on the VM and the window, never on the truth ahead, so each conditional
 quantile stays where it was: they only shift where the net spends its capacity.
+
+That sum is dominated by the hardest VMs (the highest WAPEs), while the
+median and IQM across VMs judge the middle ones. Dividing by the VM's mean
+absolute change from one step to the next instead (MASE's scale: the error of
+the naive forecast) makes each VM's term its error relative to persistence,
+so a VM that no forecast can follow no longer carries the loss.
 """
 
 from __future__ import annotations
@@ -27,6 +33,33 @@ def series_means(series: Sequence, targets: Sequence[str]) -> np.ndarray:
             if v.size:
                 out[i, j] = v.mean()
     return out
+
+
+def series_naive_mae(series: Sequence, targets: Sequence[str], lag: int = 1) -> np.ndarray:
+    """[S, T]: each series' mean |y[t] - y[t - lag]| over the finite pairs (NaN when none)."""
+    out = np.full((len(series), len(targets)), np.nan)
+    for i, s in enumerate(series):
+        for j, t in enumerate(targets):
+            v = np.asarray(s.get(t), dtype=np.float64)
+            d = np.abs(v[lag:] - v[:-lag])
+            d = d[np.isfinite(d)]
+            if d.size:
+                out[i, j] = d.mean()
+    return out
+
+
+def vm_weights(kind: str, scale: np.ndarray, series_index: np.ndarray, series: Sequence,
+               targets: Sequence[str], floors: Sequence[float]) -> np.ndarray | None:
+    """Window weights [N, T] of a kind: "wape" (window max / VM mean), "mase" (window max / the
+    VM's naive one-step MAE, floored at a tenth of the scale floors), "none" (None)."""
+    if kind == "none":
+        return None
+    if kind == "wape":
+        return wape_weights(scale, series_index, series_means(series, targets), floors)
+    if kind == "mase":
+        return wape_weights(scale, series_index, series_naive_mae(series, targets),
+                            [0.1 * f for f in floors], clip_quantile=0.98)
+    raise ValueError(f"unknown VM weighting {kind!r} (none, wape, mase)")
 
 
 def wape_weights(scale: np.ndarray, series_index: np.ndarray, means: np.ndarray, floors: Sequence[float],

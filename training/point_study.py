@@ -82,7 +82,8 @@ def iqm(a: Sequence[float]) -> float:
 def summary(per_vm: Iterable[float]) -> dict[str, float]:
     a = np.asarray(list(per_vm), dtype=np.float64)
     a = a[np.isfinite(a)]
-    return {"median": float(np.median(a)) if a.size else math.nan, "iqm": iqm(a), "vms": int(a.size)}
+    return {"median": float(np.median(a)) if a.size else math.nan, "iqm": iqm(a),
+            "mean": float(a.mean()) if a.size else math.nan, "vms": int(a.size)}
 
 
 def rule_table(ks: Sequence[int], trims: Sequence[float]) -> dict[str, Callable]:
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     out = study(args.traces, horizon=args.horizon, every=args.every, model_path=args.model)
     for name, s in sorted(out.items(), key=lambda kv: kv[1]["iqm"]):
-        print(f"{name:<28}{s['median']:>8.1%}{s['iqm']:>8.1%}{s['vms']:>5}")
+        print(f"{name:<28}{s['median']:>8.1%}{s['iqm']:>8.1%}{s['mean']:>8.1%}{s['vms']:>5}")
     print(json.dumps(out))
     return 0
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from training.loss_weights import horizon_weights, level_weights, series_means, wape_weights
+from training.loss_weights import (horizon_weights, level_weights, series_means, series_naive_mae, vm_weights,
+                                   wape_weights)
 from training.nets import pinball_loss, weighted_pinball_loss
 from tests.unit.training_cut import cut_bitbrains
 
@@ -32,6 +33,16 @@ def test_wape_weights_favour_windows_whose_max_is_far_above_the_vm_mean():
     idle = wape_weights(np.array([[1.0]] * 9 + [[1.0]]), np.array([0] * 9 + [1]),
                         np.array([[1.0], [0.0]]), floors=[0.001], clip_quantile=0.5)
     assert idle.max() == pytest.approx(idle.min())
+
+
+def test_mase_weights_favour_the_vm_that_persistence_follows_well():
+    calm, jumpy = _S(cpu=[1.0, 1.1, 1.0, 1.1]), _S(cpu=[1.0, 2.0, 1.0, 2.0])
+    np.testing.assert_allclose(series_naive_mae([calm, jumpy], ["cpu"])[:, 0], [0.1, 1.0])
+    w = vm_weights("mase", np.array([[1.0], [1.0]]), np.array([0, 1]), [calm, jumpy], ["cpu"], [0.05])
+    assert w[0, 0] > w[1, 0]
+    assert vm_weights("none", np.ones((2, 1)), np.array([0, 1]), [calm, jumpy], ["cpu"], [0.05]) is None
+    with pytest.raises(ValueError, match="unknown"):
+        vm_weights("other", np.ones((2, 1)), np.array([0, 1]), [calm, jumpy], ["cpu"], [0.05])
 
 
 def test_weighted_pinball_without_weights_is_the_pinball_and_weights_move_it():
@@ -62,12 +73,12 @@ def test_fit_selects_on_held_out_vms_with_weights_and_records_how(tmp_path):
     out = tmp_path / "m.onnx"
     prov = fit(FitConfig(train_dir=str(cut), val_dir="heldout", out=str(out), fast_dev_run=True, threads=1,
                          train_stride=6, calib_every=2, calib_stride=3, median_weight=2.0,
-                         last_horizon_weight=2.0, wape_weights=True))
+                         last_horizon_weight=2.0, vm_weights="mase"))
     assert prov["data"]["validation"] == "heldout" and prov["data"]["validation_series"] == 2
     assert prov["data"]["validation_windows"] == prov["data"]["calibration_windows"]
-    for flag in ("--val heldout", "--median-weight 2", "--last-horizon-weight 2", "--wape-weights"):
+    for flag in ("--val heldout", "--median-weight 2", "--last-horizon-weight 2", "--vm-weights mase"):
         assert flag in prov["retrain"]
-    assert json.loads((tmp_path / "m.provenance.json").read_text())["config"]["wape_weights"] is True
+    assert json.loads((tmp_path / "m.provenance.json").read_text())["config"]["vm_weights"] == "mase"
 
 
 def test_fit_refuses_heldout_selection_without_held_out_vms(tmp_path):
