@@ -4,7 +4,8 @@ Training builds its windows with `build_window` / `build_batch` from trace
 arrays; the agent builds its inference inputs with the same functions from its
 step buffers (agent/downsample.py). The spec travels with every model as JSON
 (`to_dict`), and an agent refuses a model whose spec it does not support
-(`check_supported`).
+(`check_supported`). The windows are built in agent/features_window.py and the
+checks live in agent/features_check.py; every name imports from here.
 
 Layout of one window `x` [window, n_features], oldest step first, the last row
 is the newest completed step; columns in this order (see `feature_names`):
@@ -35,29 +36,24 @@ the step of the last time given; each value goes to the row of its step.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from agent.features_lags import check_lags, lag_features, lag_name
-from agent.state import SAMPLE_METRICS
+from agent.features_check import (KNOWN_METRICS, SCALINGS, SUPPORTED_VERSIONS, TIME_FEATURES, SpecError,
+                                  UnsupportedSpec, check_structure, check_supported)
+from agent.features_lags import lag_name
+from agent.features_window import (DAY_SECONDS, DERIVED_METRICS, build_batch, build_batch_arrays, build_window,
+                                   derive_series, time_features)
 
-SUPPORTED_VERSIONS = frozenset({1, 2})   # 2 adds same-time lags (agent/features_lags.py)
-SCALINGS = frozenset({"window_max"})
-TIME_FEATURES = ("tod_sin", "tod_cos")
+__all__ = ["FeatureSpec", "feature_names", "calibrate", "unscale", "DEFAULT_SCALE_FLOORS", "APP_METRIC_FLOOR",
+           "MISSING_FEATURE", "LAG_MISSING_FEATURE", "KNOWN_METRICS", "SCALINGS", "SUPPORTED_VERSIONS",
+           "TIME_FEATURES", "SpecError", "UnsupportedSpec", "check_structure", "check_supported", "DAY_SECONDS",
+           "DERIVED_METRICS", "build_batch", "build_batch_arrays", "build_window", "derive_series", "time_features"]
+
 MISSING_FEATURE = "missing"
 LAG_MISSING_FEATURE = "lag_missing"
-DAY_SECONDS = 86400.0
-
-# Input names that are sums of sample metrics. A sum is missing only when all
-# its parts are; a session without a network namespace has no net_* at all.
-DERIVED_METRICS: dict[str, tuple[str, ...]] = {
-    "disk_bps": ("disk_read_bps", "disk_write_bps"),
-    "net_bps": ("net_rx_bps", "net_tx_bps"),
-}
-KNOWN_METRICS = frozenset(SAMPLE_METRICS) | frozenset(DERIVED_METRICS)
 
 KIB, MIB = 1024.0, 1024.0**2
 # Scale floors in natural units (cores, bytes, bytes/s, ops/s, shares).
@@ -70,14 +66,6 @@ DEFAULT_SCALE_FLOORS: dict[str, float] = {
     "psi_cpu": 1.0, "psi_mem": 1.0, "psi_io": 1.0,
 }
 APP_METRIC_FLOOR = 1e-6   # app metrics have no known unit: effectively the plain window max
-
-
-class SpecError(ValueError):
-    """A spec that is malformed (wrong types, inconsistent fields)."""
-
-
-class UnsupportedSpec(SpecError):
-    """A well-formed spec this agent cannot serve (version, scaling, metric names...)."""
 
 
 @dataclass(frozen=True)
@@ -130,7 +118,7 @@ class FeatureSpec:
             set_("output_offsets", _nested_tuple(offsets.tolist()) if offsets.size else ())
         except (TypeError, ValueError) as e:
             raise SpecError(f"feature spec: {e}") from None
-        _check_structure(self)
+        check_structure(self)
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -209,186 +197,10 @@ def _as_seq(v: Any, name: str) -> Sequence:
     return list(v)
 
 
-def _check_structure(s: FeatureSpec) -> None:
-    problems = []
-    if s.window < 1:
-        problems.append("window must be >= 1")
-    if not (s.step_seconds > 0 and math.isfinite(s.step_seconds)):
-        problems.append("step_seconds must be > 0")
-    if not s.metrics:
-        problems.append("metrics must not be empty")
-    if len(set(s.inputs)) != len(s.inputs):
-        problems.append("metrics and app_metrics must be distinct")
-    if not s.targets or any(t not in s.metrics for t in s.targets):
-        problems.append(f"targets {list(s.targets)} must be a non-empty subset of metrics")
-    qs = s.quantiles
-    if not qs or any(not 0 < q < 1 for q in qs) or list(qs) != sorted(set(qs)):
-        problems.append(f"quantiles {list(qs)} must be increasing, in (0, 1)")
-    hs = s.horizons
-    if not hs or hs[0] < 1 or list(hs) != sorted(set(hs)):
-        problems.append(f"horizons {list(hs)} must be increasing, >= 1")
-    if not 1 <= s.min_steps <= s.window:
-        problems.append("min_steps must be in [1, window]")
-    if len(s.scale_floors) != len(s.inputs) or any(not (f > 0 and math.isfinite(f)) for f in s.scale_floors):
-        problems.append("scale_floors needs one positive floor per metric and app metric")
-    problems.extend(check_lags(s))
-    if s.output_offsets and (np.shape(s.output_offsets) != s.output_shape
-                             or not np.isfinite(s.output_offsets).all()):
-        problems.append(f"output_offsets must be finite, shaped [H, Q, T] = {list(s.output_shape)}")
-    if problems:
-        raise SpecError("feature spec: " + "; ".join(problems))
-
-
-def check_supported(spec: FeatureSpec) -> FeatureSpec:
-    """Raise UnsupportedSpec unless this agent can build exactly the inputs `spec` asks for."""
-    if spec.version not in SUPPORTED_VERSIONS:
-        raise UnsupportedSpec(f"feature spec version {spec.version} is not supported "
-                              f"(this agent understands {sorted(SUPPORTED_VERSIONS)})")
-    if spec.scaling not in SCALINGS:
-        raise UnsupportedSpec(f"scaling {spec.scaling!r} is not supported (known: {sorted(SCALINGS)})")
-    unknown = [m for m in spec.metrics if m not in KNOWN_METRICS]
-    if unknown:
-        raise UnsupportedSpec(f"metrics {unknown} are not measured by this agent "
-                              f"(known: {sorted(KNOWN_METRICS)})")
-    bad_time = [t for t in spec.time_features if t not in TIME_FEATURES]
-    if bad_time:
-        raise UnsupportedSpec(f"time features {bad_time} are not supported (known: {list(TIME_FEATURES)})")
-    return spec
-
 
 def feature_names(spec: FeatureSpec) -> tuple[str, ...]:
     lag_missing = (LAG_MISSING_FEATURE,) if spec.lags else ()
     return spec.inputs + spec.lag_columns + spec.time_features + lag_missing + (MISSING_FEATURE,)
-
-
-def derive_series(series: Mapping[str, np.ndarray], names: Iterable[str]) -> dict[str, np.ndarray]:
-    """The arrays for `names`, summing the parts of derived metrics (NaN only where all parts are)."""
-    out: dict[str, np.ndarray] = {}
-    for name in names:
-        if name in series:
-            out[name] = np.asarray(series[name], dtype=np.float64)
-        elif name in DERIVED_METRICS:
-            parts = DERIVED_METRICS[name]
-            if not all(p in series for p in parts):
-                raise ValueError(f"series lacks {name!r} and its parts {list(parts)}")
-            stack = np.vstack([np.asarray(series[p], dtype=np.float64) for p in parts])
-            total = np.nansum(stack, axis=0)
-            total[np.isnan(stack).all(axis=0)] = np.nan
-            out[name] = total
-    return out
-
-
-def build_window(spec: FeatureSpec, series: Mapping[str, np.ndarray], times: np.ndarray,
-                 lag_raw: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """One model input window (float32 [window, n_features]) and its targets' scales (float32 [T]).
-
-    `times` are increasing step start times; `series[name]` holds one value per
-    time for every metric (derived ones may be given by their parts); app
-    metrics that are absent count as missing. Exactly `build_batch` of one item.
-    A version 2 spec's lags come in `lag_raw` [window, lag columns] (agent/features_lags.py).
-    """
-    x, scale = build_batch(spec, [(series, times)], None if lag_raw is None else lag_raw[None])
-    return x[0], scale[0]
-
-
-def build_batch(spec: FeatureSpec, items: Sequence[tuple[Mapping[str, np.ndarray], np.ndarray]],
-                lag_raw: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Windows for many series: x float32 [B, window, n_features], scale float32 [B, T].
-
-    Per item only the tails are copied; everything else is vectorised over the batch.
-    """
-    B, W, M = len(items), spec.window, len(spec.inputs)
-    tail_t = np.full((B, W), np.nan)
-    tail_v = np.full((B, M, W), np.nan)      # metric-major: reductions run along contiguous time
-    for b, (series, times) in enumerate(items):
-        t = np.asarray(times, dtype=np.float64)
-        if t.ndim != 1 or t.size == 0:
-            raise ValueError(f"item {b}: times must be a non-empty 1-d array")
-        n = min(W, t.size)
-        tail_t[b, W - n:] = t[-n:]
-        dst = tail_v[b]
-        for j, name in enumerate(spec.inputs):
-            col = _column(series, name, t.size, required=j < len(spec.metrics))
-            if col is not None:
-                dst[j, W - n:] = col[-n:]
-    return build_batch_arrays(spec, tail_t, tail_v, lag_raw)
-
-
-def build_batch_arrays(spec: FeatureSpec, tail_t: np.ndarray, tail_v: np.ndarray,
-                       lag_raw: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """`build_batch` on the newest steps already laid out: tail_t [B, window] step start times
-    (NaN before a series' first step), tail_v [B, inputs, window] values, oldest first. A series
-    may skip steps (its rows land by time); the agent hands its step rings over in this form.
-    lag_raw [B, window, lag columns]: a version 2 spec's lag values, float32, NaN when missing."""
-    B, W, M, step = tail_t.shape[0], spec.window, len(spec.inputs), spec.step_seconds
-    if tail_t.shape != (B, W) or tail_v.shape != (B, M, W):
-        raise ValueError(f"expected times [B, {W}] and values [B, {M}, {W}], got {tail_t.shape} and {tail_v.shape}")
-    end = tail_t[:, -1:]
-    if not np.isfinite(end).all():
-        raise ValueError(f"item {int(np.flatnonzero(~np.isfinite(end[:, 0]))[0])}: no newest step")
-    # row of each tail entry: W-1 for the newest step, one less per step back
-    rows = (W - 1) - np.rint((end - tail_t) / step)
-    known = ~np.isnan(tail_t)
-    if known.all() and (rows == np.arange(W)).all():
-        values = tail_v                      # the usual case: every window full and gap-free
-    else:
-        both = known[:, 1:] & known[:, :-1]
-        unordered = (both & ~(np.diff(rows, axis=1) > 0)).any(axis=1)
-        if unordered.any():
-            raise ValueError(f"item {int(np.flatnonzero(unordered)[0])}: times must increase by at least "
-                             "one step (bucket to the step grid first)")
-        bi, pi = np.nonzero(known & (rows >= 0))
-        values = np.full((B, M, W), np.nan)
-        values[bi, :, rows[bi, pi].astype(np.int64)] = tail_v[bi, :, pi]
-
-    nan = np.isnan(values)
-    # window max with a floor (fmax skips NaN; a metric missing all window long gets its floor)
-    scale = np.fmax(np.fmax.reduce(values, axis=2), np.asarray(spec.scale_floors))   # [B, M]
-    x = np.empty((B, W, spec.n_features), dtype=np.float32)
-    scaled = x[:, :, :M].transpose(0, 2, 1)                                # a view [B, M, W]
-    np.divide(values, scale[:, :, None], out=scaled, casting="same_kind")
-    scaled[nan] = 0.0                                                      # missing: 0, flagged below
-    x[:, :, -1] = nan.sum(axis=1, dtype=np.float32) / M if M else 1.0
-    col = M
-    if spec.lags:
-        L = len(spec.lag_columns)
-        if lag_raw is None or lag_raw.shape != (B, W, L):
-            raise ValueError(f"a version 2 spec needs lag values [B, {W}, {L}], got "
-                             f"{None if lag_raw is None else lag_raw.shape}")
-        x[:, :, col:col + L], x[:, :, -2] = lag_features(spec, lag_raw, scale)
-        col += L
-    if spec.time_features:
-        x[:, :, col:col + len(spec.time_features)] = _row_time_features(spec, end[:, 0])
-    return x, scale[:, list(spec.target_index)].astype(np.float32)
-
-
-def _row_time_features(spec: FeatureSpec, end: np.ndarray) -> np.ndarray:
-    """Time features of every row [B, W, n] for windows ending at `end` [B]; computed once per
-    distinct end (a tick's windows mostly end at the same step)."""
-    ends, inverse = np.unique(end, return_inverse=True)
-    row_times = ends[:, None] - (spec.window - 1 - np.arange(spec.window))[None, :] * spec.step_seconds
-    return time_features(spec.time_features, row_times)[inverse.reshape(-1)]
-
-
-def _column(series: Mapping[str, np.ndarray], name: str, size: int, required: bool) -> np.ndarray | None:
-    col = series.get(name)
-    if col is None and name in DERIVED_METRICS and all(p in series for p in DERIVED_METRICS[name]):
-        col = derive_series(series, [name])[name]
-    if col is None:
-        if required:
-            raise ValueError(f"series lacks metric {name!r}")
-        return None  # an app metric not reported: missing
-    col = np.asarray(col, dtype=np.float64)
-    if col.shape != (size,):
-        raise ValueError(f"series {name!r} has shape {col.shape} for {size} times")
-    return col
-
-
-def time_features(names: Sequence[str], times: np.ndarray) -> np.ndarray:
-    """UTC time-of-day features, stacked on a new last axis."""
-    angle = 2.0 * np.pi * (np.mod(times, DAY_SECONDS) / DAY_SECONDS)
-    cols = {"tod_sin": np.sin, "tod_cos": np.cos}
-    return np.stack([cols[n](angle) for n in names], axis=-1)
 
 
 def calibrate(spec: FeatureSpec, y: np.ndarray) -> np.ndarray:
