@@ -37,6 +37,8 @@ def add_fit_parser(sub) -> None:
                    help="horizon weights ramp linearly from 1 (5 min) to this (1 h)")
     p.add_argument("--vm-weights", choices=("none", "wape", "mase"), default="none",
                    help="weigh windows per VM: wape (window max / VM mean), mase (window max / VM's naive MAE)")
+    p.add_argument("--init-persistence", action="store_true",
+                   help="start the net at persistence (lowest quantile = newest value) and learn the change")
     p.add_argument("--train-per-series", type=int, default=400, help="most training windows per VM")
     p.add_argument("--fast-dev-run", action="store_true")
     p.add_argument("--tracking-uri", default="", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
@@ -60,7 +62,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
                     threads=args.threads, limit=args.limit, fast_dev_run=args.fast_dev_run,
                     calib_every=args.calib_every, spec=spec_overrides(args.spec_version),
                     median_weight=args.median_weight, last_horizon_weight=args.last_horizon_weight,
-                    vm_weights=args.vm_weights, train_per_series=args.train_per_series,
+                    vm_weights=args.vm_weights, init_persistence=args.init_persistence, train_per_series=args.train_per_series,
                     tracking_uri=tracking_uri(args.tracking_uri))
     prov = fit(cfg)
     print(json.dumps({"model": cfg.out, "metrics": prov["metrics"], "registry_version": prov.get("registry_version")}))

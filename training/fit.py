@@ -63,6 +63,7 @@ class FitConfig:
     spec: dict = field(default_factory=dict)   # FeatureSpec overrides
     median_weight: float = 1.0           # weight of the 0.5 quantile's pinball loss (others 1)
     last_horizon_weight: float = 1.0     # horizon weights ramp linearly from 1 to this (1: all equal)
+    init_persistence: bool = False       # start the head at persistence (training/nets.py init_persistence)
     vm_weights: str = "none"             # "wape" or "mase": weigh windows per VM (training/loss_weights.py)
 
 
@@ -134,6 +135,9 @@ def train_net(cfg: FitConfig, spec: FeatureSpec, train: WindowSet, val: WindowSe
     torch.set_num_threads(cfg.threads)
     pl.seed_everything(cfg.seed, workers=True)
     net = build_net(spec, cell=cfg.cell, hidden=cfg.hidden, fold=cfg.fold)
+    if cfg.init_persistence:
+        from training.nets import init_persistence
+        init_persistence(net, spec.target_index)
     module = QuantileForecasterModule(net, spec.quantiles, lr=cfg.lr,
                                       level_weights=level_weights(spec.quantiles, cfg.median_weight),
                                       horizon_weights=horizon_weights(spec.horizons, cfg.last_horizon_weight))
@@ -262,4 +266,5 @@ def _loss_options(cfg: FitConfig) -> str:
     return ((f" --median-weight {cfg.median_weight:g}" if cfg.median_weight != 1.0 else "") +
             (f" --last-horizon-weight {cfg.last_horizon_weight:g}" if cfg.last_horizon_weight != 1.0 else "") +
             (f" --vm-weights {cfg.vm_weights}" if cfg.vm_weights != "none" else "") +
+            (" --init-persistence" if cfg.init_persistence else "") +
             (f" --train-per-series {cfg.train_per_series}" if cfg.train_per_series != 400 else ""))

@@ -69,6 +69,32 @@ def weighted_pinball_loss(pred: torch.Tensor, y: torch.Tensor, levels: Sequence[
     return loss.mean()
 
 
+def init_persistence(net: QuantileRNN, target_columns: Sequence[int]) -> QuantileRNN:
+    """Start the net at "every horizon's lowest quantile = the newest value" (persistence).
+
+    One head unit per target copies that target's newest scaled value (inputs lie in
+    [0, 1], so the ReLU passes it) and feeds each horizon's lowest quantile with weight 1;
+    the other inputs to those outputs are shrunk tenfold. Training then learns the change
+    from the last value instead of the level: the same graph, only another starting point.
+    """
+    H, Q, T = net.shape
+    first, second = net.head[0], net.head[2]
+    if len(target_columns) != T or first.out_features < T:
+        raise ValueError(f"need {T} target columns and at least {T} head units")
+    skip0 = first.in_features - net.conv.in_channels      # the newest raw step follows the RNN state
+    with torch.no_grad():
+        for t, col in enumerate(target_columns):
+            first.weight[t].zero_()
+            first.weight[t, skip0 + col] = 1.0
+            first.bias[t] = 0.0
+            for h in range(H):
+                row = (h * Q) * T + t                       # output [h, quantile 0, t]
+                second.weight[row] *= 0.1
+                second.weight[row, t] = 1.0
+                second.bias[row] = 0.0
+    return net
+
+
 def build_net(spec, cell: str = "gru", hidden: int = 48, fold: int = 4) -> QuantileRNN:
     """The net for a FeatureSpec (agent.features.FeatureSpec); `fold` steps per recurrent step
     (1 when the window does not divide by it)."""

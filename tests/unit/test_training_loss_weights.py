@@ -59,6 +59,22 @@ def test_weighted_pinball_without_weights_is_the_pinball_and_weights_move_it():
         float(pinball_loss(pred[:1], y[:1], levels)) / 8)
 
 
+def test_init_persistence_starts_every_horizon_median_at_the_newest_value():
+    from agent.features import FeatureSpec
+    from training.nets import build_net, init_persistence
+
+    spec = FeatureSpec()
+    torch.manual_seed(0)
+    net = init_persistence(build_net(spec, "lstm"), spec.target_index).eval()
+    x = torch.rand(64, spec.window, spec.n_features)
+    with torch.no_grad():
+        q = net(x)
+    newest = x[:, -1, list(spec.target_index)]                    # [B, T]
+    err = (q[:, :, 0, :] - newest[:, None, :]).abs()
+    assert float(err.mean()) < 0.1 * float(newest.mean())        # close to persistence from the start
+    assert torch.all(q[:, :, 1:] >= q[:, :, :-1])
+
+
 def test_level_and_horizon_weights():
     assert level_weights((0.5, 0.9, 0.99), 3.0) == [3.0, 1.0, 1.0]
     assert horizon_weights(range(1, 13), 1.0) is None
@@ -73,10 +89,11 @@ def test_fit_selects_on_held_out_vms_with_weights_and_records_how(tmp_path):
     out = tmp_path / "m.onnx"
     prov = fit(FitConfig(train_dir=str(cut), val_dir="heldout", out=str(out), fast_dev_run=True, threads=1,
                          train_stride=6, calib_every=2, calib_stride=3, median_weight=2.0,
-                         last_horizon_weight=2.0, vm_weights="mase"))
+                         last_horizon_weight=2.0, vm_weights="mase",
+                         init_persistence=True))
     assert prov["data"]["validation"] == "heldout" and prov["data"]["validation_series"] == 2
     assert prov["data"]["validation_windows"] == prov["data"]["calibration_windows"]
-    for flag in ("--val heldout", "--median-weight 2", "--last-horizon-weight 2", "--vm-weights mase"):
+    for flag in ("--val heldout", "--median-weight 2", "--last-horizon-weight 2", "--vm-weights mase", "--init-persistence"):
         assert flag in prov["retrain"]
     assert json.loads((tmp_path / "m.provenance.json").read_text())["config"]["vm_weights"] == "mase"
 
