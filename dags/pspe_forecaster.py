@@ -50,12 +50,20 @@ def pspe_forecaster():
 
         return validate(_cfg(params), dt.datetime.fromisoformat(until), challenger["version"])
 
+    # A task with outlets records an asset event whenever it succeeds; a skipped one records none
+    # (Airflow 3's task runner). So a challenger that lost skips here: consumers of the champion asset
+    # see an event only when the alias moved, and publish (all_success) is skipped with it.
     @task(outlets=[CHAMPION])
     def promote(verdict: dict, params=None, outlet_events=None) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
         from training.pipeline import promote_if_better
 
         out = promote_if_better(_cfg(params), verdict)
-        outlet_events[CHAMPION].extra = {"version": out.get("version"), "promoted": out["promoted"]}
+        if not out["promoted"]:
+            raise AirflowSkipException(f"version {out.get('version')} not promoted: "
+                                       + ("; ".join(out.get("reasons") or []) or "the verdict said keep"))
+        outlet_events[CHAMPION].extra = {"version": out["version"], "sha256": out.get("sha256", "")}
         return out
 
     @task(retries=3, retry_delay=dt.timedelta(minutes=1))

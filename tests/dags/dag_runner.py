@@ -2,7 +2,8 @@
 
     python dag_runner.py bag                 -> {"dags": [...], "import_errors": {...}}
     python dag_runner.py test DAG_ID CONF [LOGICAL_DATE]
-                                             -> {"state": ..., "tasks": {task_id: state}, "xcom": {task_id: value}}
+                                             -> {"state": ..., "tasks": {task_id: state}, "xcom": {task_id: value},
+                                                 "asset_events": [{"asset": name, "task": task_id, "extra": {...}}]}
 
 The environment names the Airflow home, its metadata database and the dags folder.
 The last line printed is one JSON object.
@@ -38,8 +39,20 @@ def main(argv: list[str]) -> int:
     seconds = {ti.task_id: (ti.end_date - ti.start_date).total_seconds() if ti.end_date and ti.start_date else None
                for ti in tis}
     print(json.dumps({"state": str(dr.state), "tasks": {ti.task_id: str(ti.state) for ti in tis}, "xcom": xcom,
-                      "seconds": seconds, "tries": {ti.task_id: ti.try_number for ti in tis}}, default=str))
+                      "seconds": seconds, "tries": {ti.task_id: ti.try_number for ti in tis},
+                      "asset_events": asset_events(dag_id, dr.run_id)}, default=str))
     return 0
+
+
+def asset_events(dag_id: str, run_id: str) -> list[dict]:
+    """The asset events this run's tasks recorded (what downstream DAGs would be triggered by)."""
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        events = session.query(AssetEvent).filter(AssetEvent.source_dag_id == dag_id,
+                                                  AssetEvent.source_run_id == run_id).all()
+        return [{"asset": e.name, "task": e.source_task_id, "extra": dict(e.extra or {})} for e in events]
 
 
 if __name__ == "__main__":

@@ -33,27 +33,36 @@ def test_profiles_dag_runs_for_its_day(airflow, pg_dsn):
     assert run["xcom"]["build"]["since"].startswith("2026-11-19") and run["xcom"]["build"]["built"] == 0
 
 
-async def test_forecaster_dag_trains_judges_promotes_and_publishes(airflow, pg_dsn, amqp_topology, tmp_path):
+def run_forecaster_dag(airflow, pg_dsn, amqp_topology, tmp_path, server, min_gain: float) -> dict:
+    """One dag.test() of pspe_forecaster on the seeded history and a tiny fit; min_gain decides the verdict
+    (-10: any challenger wins, 10: none can)."""
     import json
 
+    settings = {"traces": [str(TRACES)], "trace_limit": 6, "trace_days": 3.0, "holdout_fraction": 0.3,
+                "select_fraction": 0.2, "fast_dev_run": True, "threads": 1, "history_days": 2.0,
+                "under_tolerance": 1.0, "min_gain": min_gain, "work_dir": str(tmp_path / "work"),
+                "commands_exchange": amqp_topology.commands_exchange}
+    env = {"PSPE_DATABASE_URL": pg_dsn, "MLFLOW_TRACKING_URI": server.uri, "PSPE_AMQP_URL": AMQP_URL,
+           "PSPE_FLEET_KEY": FLEET_KEY}
+    run = airflow("test", "pspe_forecaster", json.dumps({"until": UNTIL.isoformat(), "settings": settings}),
+                  env=env, timeout=480)
+    print("task seconds", run["seconds"], "tries", run["tries"])
+    return run
+
+
+async def test_forecaster_dag_trains_judges_promotes_and_publishes(airflow, pg_dsn, amqp_topology, tmp_path):
     seed_history(pg_dsn)
     server = start_mlflow(tmp_path / "mlflow")
     try:
-        settings = {"traces": [str(TRACES)], "trace_limit": 6, "trace_days": 3.0, "holdout_fraction": 0.3,
-                    "select_fraction": 0.2, "fast_dev_run": True, "threads": 1, "history_days": 2.0,
-                    "under_tolerance": 1.0, "min_gain": -10.0, "work_dir": str(tmp_path / "work"),
-                    "commands_exchange": amqp_topology.commands_exchange}
-        env = {"PSPE_DATABASE_URL": pg_dsn, "MLFLOW_TRACKING_URI": server.uri, "PSPE_AMQP_URL": AMQP_URL,
-               "PSPE_FLEET_KEY": FLEET_KEY}
-        run = airflow("test", "pspe_forecaster", json.dumps({"until": UNTIL.isoformat(), "settings": settings}),
-                      env=env, timeout=480)
-        print("task seconds", run["seconds"], "tries", run["tries"])
+        run = run_forecaster_dag(airflow, pg_dsn, amqp_topology, tmp_path, server, min_gain=-10.0)
         assert run["state"] == "success", run
         assert set(run["tasks"].values()) == {"success"}, run["tasks"]
         version = run["xcom"]["train"]["version"]
         assert run["xcom"]["validate"]["promote"] is True and run["xcom"]["promote"]["promoted"] is True
         assert run["xcom"]["publish"]["hosts"] == ["h1"]
         assert version_info(server.uri, "pspe-forecaster", alias=CHAMPION)["version"] == version
+        assert run["asset_events"] == [{"asset": "pspe_forecaster_champion", "task": "promote",
+                                        "extra": {"version": version, "sha256": run["xcom"]["train"]["sha256"]}}]
 
         source = AmqpQueueSource(AMQP_URL, amqp_topology.command_queue("h1"))
         await source.connect()
@@ -69,5 +78,20 @@ async def test_forecaster_dag_trains_judges_promotes_and_publishes(airflow, pg_d
             await got[0].ack()
         finally:
             await source.close()
+    finally:
+        server.stop()
+
+
+def test_a_challenger_that_loses_moves_no_alias_and_updates_no_asset(airflow, pg_dsn, amqp_topology,
+                                                                             tmp_path):
+    seed_history(pg_dsn)
+    server = start_mlflow(tmp_path / "mlflow")
+    try:
+        run = run_forecaster_dag(airflow, pg_dsn, amqp_topology, tmp_path, server, min_gain=10.0)
+        assert run["state"] == "success", run
+        assert run["xcom"]["validate"]["promote"] is False
+        assert run["tasks"]["promote"] == "skipped" and run["tasks"]["publish"] == "skipped", run["tasks"]
+        assert run["asset_events"] == [], "the champion asset moves only with the alias"
+        assert version_info(server.uri, "pspe-forecaster", alias=CHAMPION) is None
     finally:
         server.stop()
