@@ -92,7 +92,10 @@ def test_cpu_step_up_raises_quota_and_throttles_less_than_fixed(tmp_path, v1_cgr
     finally:
         ref.kill()
         ref.wait()
-    assert raised - stepped <= 4, f"the cap rose {raised - stepped} ticks after the step: should be a few"
+    # a few ticks; on a host busier than its cores the stepper gets a slice of a CPU and its
+    # throttling, which the cap follows, builds up more slowly: allow twice as many there
+    allowed = 4 if os.getloadavg()[0] < (os.cpu_count() or 1) else 8
+    assert raised - stepped <= allowed, f"the cap rose {raised - stepped} ticks after the step: should be a few"
     managed = (t1 - t0) / max(1, p1 - p0)
     held = (f1[1] - f0[1]) / max(1, f1[0] - f0[0])
     assert held > 0.9, "the fixed-quota reference is throttled nearly every period"
