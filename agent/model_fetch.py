@@ -18,7 +18,6 @@ is no error. URI parsing and URL building are pure; `ModelFetcher` does the I/O.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
@@ -29,112 +28,20 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from agent.model_uri import (  # noqa: F401  (the pure half; callers import these names from here too)
+    FetchError, RegistryRef, ResolvedModel, api_url, artifact_url, auth_header, is_registry_uri, local_name,
+    is_version, parse_model_uri, sidecar_url, strip_userinfo,
+)
 
 log = logging.getLogger("pspe.model_fetch")
 
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_MAX_BYTES = 64 * 1024**2     # the bundled forecaster is ~0.2 MB
 KEEP_FILES = 3                       # downloaded models kept: the current, the one before (revert), one spare
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-_VERSION = re.compile(r"^[0-9]{1,9}$")
 _CHUNK = 1 << 16
-
-
-class FetchError(RuntimeError):
-    """The model could not be resolved or downloaded; the agent keeps its current model."""
-
-
-@dataclass(frozen=True)
-class RegistryRef:
-    name: str
-    alias: str | None = None
-    version: str | None = None
-
-    def __str__(self) -> str:
-        return f"models:/{self.name}@{self.alias}" if self.alias else f"models:/{self.name}/{self.version}"
-
-
-@dataclass(frozen=True)
-class ResolvedModel:
-    name: str
-    version: str
-    url: str          # where the .onnx file is downloaded from
-
-
-# ---- pure ---------------------------------------------------------------------------------
-
-def is_registry_uri(uri: str) -> bool:
-    return uri.startswith(("models:/", "mlflow-artifacts:", "http://", "https://"))
-
-
-def parse_model_uri(uri: str) -> RegistryRef:
-    """`models:/name@alias` or `models:/name/version` -> RegistryRef; anything else is a FetchError."""
-    if not uri.startswith("models:/"):
-        raise FetchError(f"not a registry model URI: {uri!r}")
-    rest = uri[len("models:/"):].strip("/")
-    if "@" in rest:
-        name, alias = rest.split("@", 1)
-        if _NAME.match(name) and _NAME.match(alias):
-            return RegistryRef(name, alias=alias)
-    elif rest.count("/") == 1:
-        name, version = rest.split("/")
-        if _NAME.match(name) and _VERSION.match(version):
-            return RegistryRef(name, version=version)
-    raise FetchError(f"model URI {uri!r}: expected models:/<name>@<alias> or models:/<name>/<version>")
-
-
-def api_url(tracking_uri: str, endpoint: str, **params: str) -> str:
-    base = _strip_userinfo(tracking_uri).rstrip("/")
-    return f"{base}/api/2.0/mlflow/{endpoint}?{urllib.parse.urlencode(params)}"
-
-
-def artifact_url(tracking_uri: str, source: str) -> str:
-    """Where to GET a registered version's file: through the server's artifact proxy, or as given (http)."""
-    base = _strip_userinfo(tracking_uri).rstrip("/")
-    if source.startswith(("http://", "https://")):
-        return source
-    if source.startswith("mlflow-artifacts:"):
-        parsed = urllib.parse.urlparse(source)
-        if parsed.netloc:   # mlflow-artifacts://host:port/path names its own server
-            base = f"{urllib.parse.urlparse(base).scheme or 'http'}://{parsed.netloc}"
-        path = parsed.path.lstrip("/")
-        if not path or ".." in path.split("/"):
-            raise FetchError(f"artifact source {source!r} has no usable path")
-        return f"{base}/api/2.0/mlflow-artifacts/artifacts/{urllib.parse.quote(path)}"
-    raise FetchError(f"artifact source {source!r} is not served over HTTP: run the registry with "
-                     f"--serve-artifacts (mlflow/start.sh) so agents can download models")
-
-
-def sidecar_url(onnx_url: str) -> str | None:
-    """The numpy weights' URL beside an .onnx URL (agent/forecast_numpy.py's naming), or None."""
-    head, sep, query = onnx_url.partition("?")
-    return head[: -len(".onnx")] + ".npz" + sep + query if head.endswith(".onnx") else None
-
-
-def local_name(resolved: ResolvedModel, sha256: str) -> str:
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", resolved.name)
-    return f"{safe}-v{resolved.version}-{sha256[:12]}.onnx"
-
-
-def auth_header(tracking_uri: str, token: str = "") -> dict[str, str]:
-    """Basic auth from user:password in the URI, or a bearer token (MLflow's own conventions)."""
-    parsed = urllib.parse.urlparse(tracking_uri)
-    if parsed.username:
-        raw = f"{urllib.parse.unquote(parsed.username)}:{urllib.parse.unquote(parsed.password or '')}"
-        return {"Authorization": "Basic " + base64.b64encode(raw.encode()).decode()}
-    return {"Authorization": f"Bearer {token}"} if token else {}
-
-
-def _strip_userinfo(uri: str) -> str:
-    parsed = urllib.parse.urlparse(uri)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise FetchError(f"registry URI {uri!r}: expected http(s)://host[:port] of an MLflow server")
-    netloc = parsed.hostname + (f":{parsed.port}" if parsed.port else "")
-    return urllib.parse.urlunparse(parsed._replace(netloc=netloc))
-
 
 # ---- I/O ----------------------------------------------------------------------------------
 
@@ -147,7 +54,7 @@ class ModelFetcher:
     def __init__(self, tracking_uri: str, model_dir: str | Path, *, timeout_s: float = DEFAULT_TIMEOUT_S,
                  max_bytes: int = DEFAULT_MAX_BYTES, opener: Opener = urllib.request.urlopen,
                  token: str | None = None) -> None:
-        _strip_userinfo(tracking_uri)   # fail early on a bad URI
+        strip_userinfo(tracking_uri)   # fail early on a bad URI
         self.tracking_uri = tracking_uri
         self.model_dir = Path(model_dir)
         self.timeout_s = timeout_s
@@ -178,7 +85,7 @@ class ModelFetcher:
             mv = self._get_json(api_url(self.tracking_uri, "registered-models/alias", name=ref.name,
                                         alias=ref.alias)).get("model_version") or {}
             version = str(mv.get("version", ""))
-            if not _VERSION.match(version):
+            if not is_version(version):
                 raise FetchError(f"{ref}: the registry answered no version")
         got = self._get_json(api_url(self.tracking_uri, "model-versions/get-download-uri", name=ref.name,
                                      version=version))
@@ -220,7 +127,7 @@ class ModelFetcher:
 
     def _request(self, url: str):
         # credentials go only to the registry itself, never to a host an artifact URI names
-        same = urllib.parse.urlparse(url).netloc == urllib.parse.urlparse(_strip_userinfo(self.tracking_uri)).netloc
+        same = urllib.parse.urlparse(url).netloc == urllib.parse.urlparse(strip_userinfo(self.tracking_uri)).netloc
         req = urllib.request.Request(url, headers={"User-Agent": "pspe-agent", **(self.headers if same else {})})
         try:
             return self.opener(req, timeout=self.timeout_s)
