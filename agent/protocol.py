@@ -7,6 +7,13 @@ decodes it faster. Every message is a map with a `kind` tag and a schema
 version `v`, so a consumer can read the header of a body it cannot fully
 decode and dead-letter it as `UnsupportedVersion` rather than guess.
 
+Fields are added optional with a default, so older bodies still decode and
+older consumers ignore what they do not know (`v` stays 1). A field an older
+consumer would misread by ignoring it must leave that consumer refusing
+instead: a container start carries its image and command in `container` and
+leaves `SessionStart.command` empty, which an older agent refuses ("needs a
+command") rather than run the container's command as a process on the host.
+
 Telemetry (agent -> centre) carries a per-host `seq` that only grows; ingest
 is idempotent on (host, seq). Commands (centre -> agent) carry a unique
 `command_id` and `issued_at` and travel signed (agent/signing.py).
@@ -29,6 +36,9 @@ HOST_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
 SESSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"  # same rule as agent.session.validate_name
 HostId = Annotated[str, msgspec.Meta(pattern=HOST_PATTERN)]
 SessionId = Annotated[str, msgspec.Meta(pattern=SESSION_PATTERN)]
+# Docker's own rules: an image reference (no whitespace) and a network name (no "container:<id>" modes)
+ImageRef = Annotated[str, msgspec.Meta(pattern=r"^[^\s]{1,255}$")]
+NetworkName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
 Sha256Hex = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
 
 
@@ -163,6 +173,8 @@ class SessionStarted(_Telemetry, tag="session_started"):
     labels: dict[str, str] = {}
     limits: LimitsMsg | None = None
     bounds: BoundsMsg | None = None
+    container: str = ""       # Docker container id of a container session; "" for a process session
+    image: str = ""           # its image
 
 
 class SessionEnded(_Telemetry, tag="session_ended"):
@@ -171,6 +183,8 @@ class SessionEnded(_Telemetry, tag="session_ended"):
     ended_at: float
     reason: str = ""
     profile: SessionProfile | None = None
+    container: str = ""       # as in SessionStarted
+    image: str = ""
 
 
 Telemetry = Union[HostSamples, DecisionRecord, AlertRecord, SessionStarted, SessionEnded]
@@ -186,12 +200,26 @@ class _Command(msgspec.Struct, tag_field="kind", kw_only=True, frozen=True):
     issued_by: str = ""
 
 
+class ContainerStart(msgspec.Struct, frozen=True):
+    """A session run as a Docker container: what `pspe-agent session start --docker` takes."""
+
+    image: ImageRef
+    command: list[str] = []               # empty: the image's own command
+    network: NetworkName | None = None    # None: Docker's default; "none" or a user-defined network
+
+
 class SessionStart(_Command, tag="session_start"):
     session_id: SessionId
-    command: list[str] = []
+    command: list[str] = []               # a process session's command; empty for a container
     labels: dict[str, str] = {}
     bounds: BoundsMsg | None = None
     limits: LimitsMsg | None = None
+    container: ContainerStart | None = None
+
+    def __post_init__(self) -> None:
+        # a container's command in `command` would make an older agent run it on the host
+        if self.container is not None and self.command:
+            raise ValueError("a container start carries its command in container.command, not command")
 
 
 class SessionStop(_Command, tag="session_stop"):

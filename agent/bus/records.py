@@ -79,7 +79,7 @@ def session_started(host: str, t: float, session: Session) -> protocol.SessionSt
     return protocol.SessionStarted(
         host=host, t=t, session_id=session.session_id, started_at=session.started_at, cgroup=session.cgroup,
         labels=dict(session.labels), limits=protocol.LimitsMsg.of(session.limits) if session.limits else None,
-        bounds=protocol.BoundsMsg.of(session.bounds))
+        bounds=protocol.BoundsMsg.of(session.bounds), container=session.container or "", image=session.image or "")
 
 
 def session_ended(host: str, t: float, session_id: str, profile: dict | None) -> protocol.SessionEnded:
@@ -87,7 +87,9 @@ def session_ended(host: str, t: float, session_id: str, profile: dict | None) ->
     started = float(profile.get("started_at", t)) if profile else t
     return protocol.SessionEnded(host=host, t=t, session_id=session_id, started_at=started,
                                  ended_at=float(profile.get("ended_at", t)) if profile else t,
-                                 reason=str(profile.get("reason", "")) if profile else "", profile=prof)
+                                 reason=str(profile.get("reason", "")) if profile else "", profile=prof,
+                                 container=str(profile.get("container") or "") if profile else "",
+                                 image=str(profile.get("image") or "") if profile else "")
 
 
 def tick_records(host: str, report: Any, interval_s: float, lookup: SessionLookup | None = None) -> list:
