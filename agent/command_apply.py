@@ -17,10 +17,12 @@ from dataclasses import replace
 from typing import Callable
 
 from agent import protocol
+from agent.actuate.base import ActuateError
 from agent.bus.commands import CommandRejected
 from agent.limits import Bounds, Limits
 from agent.model_fetch import FetchError, ModelFetcher, is_registry_uri
 from agent.model_rollback import RollbackError, find_rollback
+from agent.session import SessionError
 
 log = logging.getLogger("pspe.commands")
 
@@ -74,19 +76,35 @@ class CommandApplier:
         log.info("applied %s %s", type(cmd).__name__, getattr(cmd, "session_id", "") or "")
 
     async def _SessionStart(self, cmd: protocol.SessionStart) -> None:
-        if not cmd.command:
-            raise CommandRejected("session start needs a command")
+        if not cmd.command and cmd.container is None:
+            raise CommandRejected("session start needs a command (or a container)")
         if self.agent.manager.store.has(cmd.session_id):
             raise CommandRejected(f"session {cmd.session_id} already exists")
-        cpu = mem = None
-        if cmd.limits is not None:
-            cpu, mem = min(cmd.limits.cpu_limit, self._host[0]), min(cmd.limits.mem_limit, self._host[1])
-        await asyncio.to_thread(self.agent.manager.start, cmd.session_id, list(cmd.command), cpu, mem,
-                                dict(cmd.labels), self.clock())
+        bounds = None  # checked before anything starts: a refused command leaves nothing behind
         if cmd.bounds is not None:
             bounds = check_bounds(Bounds(cmd.bounds.cpu_min, cmd.bounds.cpu_max, cmd.bounds.mem_min,
                                          cmd.bounds.mem_max), *self._host)
+        cpu = mem = None
+        if cmd.limits is not None:
+            cpu, mem = min(cmd.limits.cpu_limit, self._host[0]), min(cmd.limits.mem_limit, self._host[1])
+        await asyncio.to_thread(self._start, cmd, cpu, mem)
+        if bounds is not None:
             self.agent.loop.submit(lambda loop, now: loop.set_bounds(cmd.session_id, bounds))
+
+    def _start(self, cmd: protocol.SessionStart, cpu: float | None, mem: int | None) -> None:
+        """The CLI's start path (process or container); one that cannot start (limits outside the policy,
+        a missing image, Docker down) is logged and refused, and the agent goes on."""
+        manager, c = self.agent.manager, cmd.container
+        try:
+            if c is None:
+                manager.start(cmd.session_id, list(cmd.command), cpu, mem, dict(cmd.labels), self.clock())
+            else:
+                manager.start_container(cmd.session_id, c.image, list(c.command), cpu, mem, dict(cmd.labels),
+                                        c.network, self.clock())
+        except (SessionError, ActuateError) as e:
+            what = f"container from {c.image}" if c is not None else "process"
+            log.error("session %s (%s) not started: %s", cmd.session_id, what, e)
+            raise CommandRejected(f"session {cmd.session_id} not started: {e}") from None
 
     async def _SessionStop(self, cmd: protocol.SessionStop) -> None:
         await asyncio.to_thread(self.agent.manager.stop, cmd.session_id, self.clock(),
