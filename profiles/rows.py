@@ -94,13 +94,15 @@ def session_started_row(msg: protocol.SessionStarted) -> dict:
     return {"host": msg.host, "session_id": msg.session_id, "started_at": ts(msg.started_at),
             "cgroup": msg.cgroup, "labels": Jsonb(dict(msg.labels)), "limits": _limits_json(msg.limits),
             "bounds": Jsonb({"cpu_min": b.cpu_min, "cpu_max": b.cpu_max, "mem_min": b.mem_min,
-                             "mem_max": b.mem_max}) if b else None}
+                             "mem_max": b.mem_max}) if b else None,
+            "container": msg.container, "image": msg.image}
 
 
 def session_ended_row(msg: protocol.SessionEnded) -> dict:
     return {"host": msg.host, "session_id": msg.session_id, "started_at": ts(msg.started_at),
             "ended_at": ts(msg.ended_at), "end_reason": msg.reason,
-            "labels": Jsonb(dict(msg.profile.labels) if msg.profile else {})}
+            "labels": Jsonb(dict(msg.profile.labels) if msg.profile else {}),
+            "container": msg.container, "image": msg.image}
 
 
 def _metric(prof: protocol.SessionProfile, name: str, field: str) -> float | None:

@@ -130,20 +130,26 @@ class BatchWriter:
         result.rows.update(samples=n_samples, decisions=len(decisions), alerts=len(alerts))
         for msg in fresh:  # few per batch: plain upserts
             if isinstance(msg, protocol.SessionStarted):
-                cur.execute("""INSERT INTO sessions (host, session_id, started_at, cgroup, labels, limits, bounds)
+                cur.execute("""INSERT INTO sessions (host, session_id, started_at, cgroup, labels, limits, bounds,
+                                                    container, image)
                                VALUES (%(host)s, %(session_id)s, %(started_at)s, %(cgroup)s, %(labels)s,
-                                       %(limits)s, %(bounds)s)
+                                       %(limits)s, %(bounds)s, %(container)s, %(image)s)
                                ON CONFLICT (host, session_id, started_at) DO UPDATE
                                SET cgroup = EXCLUDED.cgroup, labels = EXCLUDED.labels,
-                                   limits = EXCLUDED.limits, bounds = EXCLUDED.bounds""",
+                                   limits = EXCLUDED.limits, bounds = EXCLUDED.bounds,
+                                   container = EXCLUDED.container, image = EXCLUDED.image""",
                             rows.session_started_row(msg))
                 result.rows["sessions"] += 1
             elif isinstance(msg, protocol.SessionEnded):
-                cur.execute("""INSERT INTO sessions (host, session_id, started_at, ended_at, end_reason, labels)
+                # an end seen without its start (ingest began late) still says which container it was
+                cur.execute("""INSERT INTO sessions (host, session_id, started_at, ended_at, end_reason, labels,
+                                                    container, image)
                                VALUES (%(host)s, %(session_id)s, %(started_at)s, %(ended_at)s, %(end_reason)s,
-                                       %(labels)s)
+                                       %(labels)s, %(container)s, %(image)s)
                                ON CONFLICT (host, session_id, started_at) DO UPDATE
-                               SET ended_at = EXCLUDED.ended_at, end_reason = EXCLUDED.end_reason""",
+                               SET ended_at = EXCLUDED.ended_at, end_reason = EXCLUDED.end_reason,
+                                   container = COALESCE(NULLIF(sessions.container, ''), EXCLUDED.container),
+                                   image = COALESCE(NULLIF(sessions.image, ''), EXCLUDED.image)""",
                             rows.session_ended_row(msg))
                 result.rows["sessions"] += 1
                 prof = rows.profile_row(msg)

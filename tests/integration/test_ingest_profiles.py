@@ -10,7 +10,7 @@ import pytest
 
 from agent import protocol
 from agent.limits import Bounds, Limits
-from profiles.migrate import MIGRATIONS_DIR, MigrationError, migrate
+from profiles.migrate import MIGRATIONS_DIR, MigrationError, migrate, read_migrations
 from profiles.queries import profile_for
 from profiles.writer import BatchWriter
 from tests.integration.test_ingest import TABLES, count
@@ -80,18 +80,38 @@ def test_a_redelivered_session_end_changes_nothing(db, pg_dsn):
 
 
 def test_migrations_apply_once_and_a_changed_file_is_refused(pg_dsn, tmp_path):
+    probe = max(m.version for m in read_migrations()) + 1      # the next version this code does not have
+    name = f"{probe:04d}_extra.sql"
     with psycopg.connect(pg_dsn) as conn:
         migrate(conn)
         assert migrate(conn) == []                   # nothing twice
         d = tmp_path / "m"
         shutil.copytree(MIGRATIONS_DIR, d)
-        (d / "0002_extra.sql").write_text("CREATE TABLE extra_probe (x int);")
-        assert migrate(conn, d) == [2]
+        (d / name).write_text("CREATE TABLE extra_probe (x int);")
+        assert migrate(conn, d) == [probe]
         assert migrate(conn, d) == []
-        (d / "0002_extra.sql").write_text("CREATE TABLE extra_probe (x bigint);")
+        (d / name).write_text("CREATE TABLE extra_probe (x bigint);")
         with pytest.raises(MigrationError, match="changed"):
             migrate(conn, d)
         with pytest.raises(MigrationError, match="does not know"):
-            migrate(conn)                            # the DB has 0002, this code does not
+            migrate(conn)                            # the DB has the probe, this code does not
         conn.execute("DROP TABLE extra_probe")
-        conn.execute("DELETE FROM schema_migrations WHERE version = 2")
+        conn.execute("DELETE FROM schema_migrations WHERE version = %s", (probe,))
+
+
+def test_container_sessions_are_stored_with_their_container_and_image(db, pg_dsn):
+    now = time.time()
+    cid = "c0ffee" * 10 + "abcd"
+    box = protocol.SessionStarted(host="h1", seq=1, t=now - 60, session_id="box1", started_at=now - 60,
+                                  cgroup=f"docker/{cid}", container=cid, image="pspe-busybox:1")
+    proc = protocol.SessionStarted(host="h1", seq=2, t=now - 60, session_id="p1", started_at=now - 60, cgroup="pspe/p1")
+    late_end = protocol.SessionEnded(host="h2", seq=1, t=now, session_id="box2", started_at=now - 30, ended_at=now,
+                                     reason="container exited", container=cid, image="pspe-busybox:1")
+    box_end = protocol.SessionEnded(host="h1", seq=3, t=now, session_id="box1", started_at=now - 60, ended_at=now,
+                                    reason="stopped")               # an end without the fields keeps the start's
+    with psycopg.connect(pg_dsn) as conn:
+        BatchWriter(conn).write([box, proc, late_end], now)
+        BatchWriter(conn).write([box_end], now)
+    got = dict((r[0], r[1:]) for r in db.execute("SELECT session_id, container, image, end_reason FROM sessions"))
+    assert got == {"box1": (cid, "pspe-busybox:1", "stopped"), "p1": ("", "", None),
+                   "box2": (cid, "pspe-busybox:1", "container exited")}
