@@ -26,7 +26,9 @@ from typing import Annotated, Union
 
 import msgspec
 
-from agent.limits import Bounds, Limits
+# the value types live in protocol_values.py (one job each); every name still imports from here
+from agent.protocol_values import (BoundsMsg, ContainerStart, ImageRef, LimitsMsg, MetricProfile,  # noqa: F401
+                                   NetworkName, SessionProfile)
 
 SCHEMA_VERSION = 1
 SUPPORTED_VERSIONS = frozenset({1})
@@ -36,9 +38,6 @@ HOST_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
 SESSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"  # same rule as agent.session.validate_name
 HostId = Annotated[str, msgspec.Meta(pattern=HOST_PATTERN)]
 SessionId = Annotated[str, msgspec.Meta(pattern=SESSION_PATTERN)]
-# Docker's own rules: an image reference (no whitespace) and a network name (no "container:<id>" modes)
-ImageRef = Annotated[str, msgspec.Meta(pattern=r"^[^\s]{1,255}$")]
-NetworkName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
 Sha256Hex = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
 
 
@@ -56,59 +55,6 @@ class UnsupportedVersion(ProtocolError):
                          f"(supported: {sorted(SUPPORTED_VERSIONS)})")
         self.version = version
         self.kind = kind
-
-
-# ---- value types --------------------------------------------------------------------------
-
-class LimitsMsg(msgspec.Struct, frozen=True):
-    cpu_request: float
-    cpu_limit: float
-    mem_request: int
-    mem_limit: int
-    cpu_burst: float = 0.0
-
-    @classmethod
-    def of(cls, limits: Limits) -> "LimitsMsg":
-        return cls(limits.cpu_request, limits.cpu_limit, limits.mem_request, limits.mem_limit, limits.cpu_burst)
-
-    def to_limits(self) -> Limits:
-        return Limits(self.cpu_request, self.cpu_limit, self.mem_request, self.mem_limit, self.cpu_burst)
-
-
-class BoundsMsg(msgspec.Struct, frozen=True):
-    cpu_min: float
-    cpu_max: float
-    mem_min: int
-    mem_max: int
-
-    @classmethod
-    def of(cls, bounds: Bounds) -> "BoundsMsg":
-        return cls(bounds.cpu_min, bounds.cpu_max, bounds.mem_min, bounds.mem_max)
-
-    def to_bounds(self) -> Bounds:
-        return Bounds(self.cpu_min, self.cpu_max, self.mem_min, self.mem_max)
-
-
-class MetricProfile(msgspec.Struct, frozen=True):
-    """One metric over a finished session; the same keys as agent/profile.py's summary."""
-
-    mean: float
-    p50: float
-    p90: float
-    p99: float
-    peak: float
-    growth_per_s: float = 0.0    # least-squares slope, units per second
-    burstiness: float = 1.0      # p99 / p50 (1 = flat; inf when the median is 0)
-
-
-class SessionProfile(msgspec.Struct, frozen=True):
-    duration_s: float
-    samples: int
-    metrics: dict[str, MetricProfile]
-    final_limits: LimitsMsg | None = None
-    labels: dict[str, str] = {}
-    oom_kills: int = 0
-    limit_changes: int = 0
 
 
 # ---- telemetry (agent -> centre) ----------------------------------------------------------
@@ -198,14 +144,6 @@ class _Command(msgspec.Struct, tag_field="kind", kw_only=True, frozen=True):
     command_id: str           # unique; agents refuse a replayed id
     issued_at: float
     issued_by: str = ""
-
-
-class ContainerStart(msgspec.Struct, frozen=True):
-    """A session run as a Docker container: what `pspe-agent session start --docker` takes."""
-
-    image: ImageRef
-    command: list[str] = []               # empty: the image's own command
-    network: NetworkName | None = None    # None: Docker's default; "none" or a user-defined network
 
 
 class SessionStart(_Command, tag="session_start"):
