@@ -72,7 +72,8 @@ def cmd_status(args: argparse.Namespace) -> int:
           f"last tick {'-' if age is None else f'{age:.1f}s ago'}, tick ms {status['tick_ms']}")
     for s in status["sessions"]:
         print(f"  {s['session_id']:<24} used cpu {s['cpu_used']:.2f} mem {format_size(s['mem_used']):>7}  "
-              f"limits {_fmt_limits(s['limits'])}  changes {s['changes']} ooms {s['oom_kills']}")
+              f"limits {_fmt_limits(s['limits'])}  changes {s['changes']} ooms {s['oom_kills']}"
+              + (f"  image {s['image']}" if s.get("image") else ""))
     for a in status.get("alerts", []):
         print(f"  ALERT {a.get('kind')} {a.get('session_id')}: {a.get('message')}")
     for n in status.get("notes", []):

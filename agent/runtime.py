@@ -55,6 +55,8 @@ class SessionSnapshot:
     throttled: float          # share of CFS periods throttled in the last interval
     samples: int
     forecast_source: str
+    container: str = ""       # Docker container id of a container session ("" for a process session)
+    image: str = ""
 
     def to_dict(self) -> dict:
         return {
@@ -69,4 +71,6 @@ class SessionSnapshot:
             "throttled": self.throttled,
             "samples": self.samples,
             "forecast_source": self.forecast_source,
+            "container": self.container,
+            "image": self.image,
         }

@@ -40,4 +40,5 @@ def session_snapshot(rt: SessionRuntime, pred: Prediction | None) -> SessionSnap
         cpu_used=rt.cpu_used, mem_used=rt.mem_used, limits=rt.limits, changes=rt.changes,
         oom_kills=rt.state.oom_kills_total, throttled=0.0 if math.isnan(throttled) else throttled,
         samples=rt.state.samples_seen, forecast_source=pred.source if pred else "",
+        container=rt.session.container or "", image=rt.session.image or "",
     )

@@ -75,6 +75,17 @@ def test_tick_times_every_step_and_raises_a_busy_session(tmp_path):
     assert reports[0].started == ["busy"]
 
 
+def test_the_status_snapshot_names_a_container_sessions_container_and_image(tmp_path):
+    loop, actuator, store = _loop(tmp_path)
+    _add(store, actuator, "proc", 0.0)
+    actuator.create("docker/abc123")
+    store.save(Session("box", "docker/abc123", owned=True, started_at=0.0, container="abc123",
+                       image="pspe-busybox:1"))
+    report = loop.run_once(1.0)
+    assert (report.sessions["box"].container, report.sessions["box"].image) == ("abc123", "pspe-busybox:1")
+    assert report.sessions["proc"].to_dict()["container"] == "" == report.sessions["proc"].to_dict()["image"]
+
+
 def test_a_failing_step_is_counted_and_the_tick_goes_on(tmp_path):
     loop, actuator, store = _loop(tmp_path)
     _add(store, actuator, "s", 0.0)
