@@ -153,9 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--traces", required=True)
     p.add_argument("--horizon", type=int, default=12, help="steps ahead (12 = 1 h)")
     p.add_argument("--every", type=int, default=0, help="only every Nth VM (6: fit's calibration hold-out)")
+    p.add_argument("--stride", type=int, default=36, help="steps between origins (evaluate's default: 36)")
     p.add_argument("--model", default=None, help="ONNX model for the blends ('' = the bundled one)")
     args = p.parse_args(argv)
-    out = study(args.traces, horizon=args.horizon, every=args.every, model_path=args.model)
+    out = study(args.traces, horizon=args.horizon, stride=args.stride, every=args.every, model_path=args.model)
     for name, s in sorted(out.items(), key=lambda kv: kv[1]["iqm"]):
         print(f"{name:<28}{s['median']:>8.1%}{s['iqm']:>8.1%}{s['mean']:>8.1%}{s['vms']:>5}")
     print(json.dumps(out))
