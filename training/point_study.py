@@ -86,6 +86,16 @@ def summary(per_vm: Iterable[float]) -> dict[str, float]:
             "mean": float(a.mean()) if a.size else math.nan, "vms": int(a.size)}
 
 
+def by_quartile(base: Sequence[float], other: Sequence[float]) -> list[dict[str, float]]:
+    """VMs split into quarters by `base`'s WAPE (easiest first): each quarter's mean WAPE of both and
+    the share of its VMs where `other` is lower (pairs with a NaN left out)."""
+    b, o = np.asarray(base, dtype=np.float64), np.asarray(other, dtype=np.float64)
+    ok = np.isfinite(b) & np.isfinite(o)
+    b, o = b[ok], o[ok]
+    return [{"base": float(b[q].mean()), "other": float(o[q].mean()), "other_lower": float(np.mean(o[q] < b[q])),
+             "vms": int(q.size)} for q in np.array_split(np.argsort(b, kind="stable"), 4) if q.size]
+
+
 def rule_table(ks: Sequence[int], trims: Sequence[float]) -> dict[str, Callable]:
     """Name -> f(values, ends) for last value, median-k and trimmed-mean-k."""
     rules: dict[str, Callable] = {"last_value": last_finite}
@@ -145,7 +155,10 @@ def study(traces: str, horizon: int = 12, stride: int = 36, every: int = 0, mode
         named.update(blends({n: named[n] for n in blend_rules if n in named}, model, weights))
         for name, f in named.items():
             per_vm.setdefault(name, []).append(vm_wape(y, f))
-    return {name: summary(v) for name, v in per_vm.items()}
+    out: dict = {name: summary(v) for name, v in per_vm.items()}
+    if "model" in per_vm:
+        out["quartiles"] = by_quartile(per_vm["last_value"], per_vm["model"])
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,8 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default=None, help="ONNX model for the blends ('' = the bundled one)")
     args = p.parse_args(argv)
     out = study(args.traces, horizon=args.horizon, stride=args.stride, every=args.every, model_path=args.model)
+    quarters = out.pop("quartiles", [])
     for name, s in sorted(out.items(), key=lambda kv: kv[1]["iqm"]):
         print(f"{name:<28}{s['median']:>8.1%}{s['iqm']:>8.1%}{s['mean']:>8.1%}{s['vms']:>5}")
+    for k, q in enumerate(quarters, 1):
+        print(f"quarter {k} by last value's WAPE: last value {q['base']:.1%}, model {q['other']:.1%}, "
+              f"model lower on {q['other_lower']:.0%} of {q['vms']} VMs")
     print(json.dumps(out))
     return 0
 

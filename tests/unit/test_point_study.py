@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from training.baselines import MedianOfLast
-from training.point_study import (blends, iqm, last_finite, median_of_last, trimmed_mean_of_last,
+from training.point_study import (blends, by_quartile, iqm, last_finite, median_of_last, trimmed_mean_of_last,
                                   vm_wape)
 
 
@@ -62,3 +62,12 @@ def test_blends_weigh_rule_and_model():
     out = blends({"median3": np.array([2.0])}, np.array([4.0]), (0.25,))
     assert out["0.25*median3+model"][0] == pytest.approx(3.5)
     assert blends({"median3": np.array([2.0])}, None, (0.5,)) == {}
+
+
+def test_by_quartile_orders_vms_by_the_base_and_counts_where_the_other_wins():
+    base = [0.4, 0.1, 0.3, 0.2, np.nan]
+    other = [0.2, 0.2, 0.35, 0.1, 0.1]
+    q = by_quartile(base, other)
+    assert [r["base"] for r in q] == pytest.approx([0.1, 0.2, 0.3, 0.4])
+    assert [r["other_lower"] for r in q] == [0.0, 1.0, 0.0, 1.0]
+    assert sum(r["vms"] for r in q) == 4
