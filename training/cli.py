@@ -10,36 +10,44 @@ from pathlib import Path
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEFAULT_TRAIN = SHARED_DATA / "bitbrains-rnd" / "2013-7"
-DEFAULT_VAL = SHARED_DATA / "bitbrains-rnd" / "2013-8"
 
 
 # ---- fit --------------------------------------------------------------------
 
 def add_fit_parser(sub) -> None:
+    # Defaults: the shipped recipe (training/recipe.py), so `pspe-train fit` alone trains the bundled model
+    # again. The previous recipe: --val ../shared/data/bitbrains-rnd/2013-8 --max-epochs 16 --median-weight 1
+    # --vm-weights none --no-init-persistence --train-per-series 400.
+    from training.recipe import SHIPPED
+
     p = sub.add_parser("fit", help="train the forecaster, export ONNX (+ provenance), log to MLflow if set")
     p.add_argument("--train", default=str(DEFAULT_TRAIN), help="Bitbrains-format directory to train on")
-    p.add_argument("--val", default=str(DEFAULT_VAL), help="directory to select on (early stopping), or 'heldout': the training directory's calibration VMs")
+    p.add_argument("--val", default=SHIPPED.val,
+                   help="'heldout' (default): select (early stopping) on the training directory's calibration VMs; "
+                        "or a directory to select on")
     p.add_argument("--out", default="", help="ONNX path (default: the agent's bundled agent/models/forecaster.onnx)")
-    p.add_argument("--cell", choices=("gru", "lstm"), default="lstm", help="lstm: chosen over gru on 2013-8 (val pinball 0.110 vs 0.113)")
-    p.add_argument("--hidden", type=int, default=48)
-    p.add_argument("--fold", type=int, default=4, help="steps folded into one recurrent step")
-    p.add_argument("--max-epochs", type=int, default=16)
-    p.add_argument("--max-minutes", type=float, default=9.0)
-    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--cell", choices=("gru", "lstm"), default=SHIPPED.cell)
+    p.add_argument("--hidden", type=int, default=SHIPPED.hidden)
+    p.add_argument("--fold", type=int, default=SHIPPED.fold, help="steps folded into one recurrent step")
+    p.add_argument("--max-epochs", type=int, default=SHIPPED.max_epochs)
+    p.add_argument("--max-minutes", type=float, default=9.0, help="wall-clock cap on training")
+    p.add_argument("--seed", type=int, default=SHIPPED.seed)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--limit", type=int, default=None, help="use only the first N series of each directory")
     p.add_argument("--spec-version", type=int, choices=(1, 2), default=1,
                    help="feature spec: 1, or 2 with same-time lags of a day and a week (agent/features_lags.py)")
-    p.add_argument("--calib-every", type=int, default=6,
+    p.add_argument("--calib-every", type=int, default=SHIPPED.calib_every,
                    help="hold out every Nth training VM to calibrate the quantiles on (0: no calibration)")
-    p.add_argument("--median-weight", type=float, default=1.0, help="weight of the median's pinball loss")
-    p.add_argument("--last-horizon-weight", type=float, default=1.0,
+    p.add_argument("--median-weight", type=float, default=SHIPPED.median_weight,
+                   help="weight of the median's pinball loss")
+    p.add_argument("--last-horizon-weight", type=float, default=SHIPPED.last_horizon_weight,
                    help="horizon weights ramp linearly from 1 (5 min) to this (1 h)")
-    p.add_argument("--vm-weights", choices=("none", "wape", "mase"), default="none",
+    p.add_argument("--vm-weights", choices=("none", "wape", "mase"), default=SHIPPED.vm_weights,
                    help="weigh windows per VM: wape (window max / VM mean), mase (window max / VM's naive MAE)")
-    p.add_argument("--init-persistence", action="store_true",
-                   help="start the net at persistence (lowest quantile = newest value) and learn the change")
-    p.add_argument("--train-per-series", type=int, default=400, help="most training windows per VM")
+    p.add_argument("--init-persistence", action=argparse.BooleanOptionalAction, default=SHIPPED.init_persistence,
+                   help="start the net at persistence (each horizon's median = newest value) and learn the change")
+    p.add_argument("--train-per-series", type=int, default=SHIPPED.train_per_series,
+                   help="most training windows per VM")
     p.add_argument("--fast-dev-run", action="store_true")
     p.add_argument("--tracking-uri", default="", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
     p.set_defaults(func=cmd_fit)
@@ -53,17 +61,24 @@ def spec_overrides(version: int) -> dict:
             "lag_metrics": ["cpu_cores", "mem_bytes"], "lag_lead": 12}
 
 
-def cmd_fit(args: argparse.Namespace) -> int:
-    from training.fit import DEFAULT_OUT, FitConfig, fit
+def fit_config(args: argparse.Namespace):
+    """The FitConfig a parsed `pspe-train fit` command line asks for."""
+    from training.fit import DEFAULT_OUT, FitConfig
     from training.registry import tracking_uri
 
-    cfg = FitConfig(train_dir=args.train, val_dir=args.val, out=args.out or str(DEFAULT_OUT), cell=args.cell,
-                    hidden=args.hidden, fold=args.fold, max_epochs=args.max_epochs, max_minutes=args.max_minutes, seed=args.seed,
-                    threads=args.threads, limit=args.limit, fast_dev_run=args.fast_dev_run,
-                    calib_every=args.calib_every, spec=spec_overrides(args.spec_version),
-                    median_weight=args.median_weight, last_horizon_weight=args.last_horizon_weight,
-                    vm_weights=args.vm_weights, init_persistence=args.init_persistence, train_per_series=args.train_per_series,
-                    tracking_uri=tracking_uri(args.tracking_uri))
+    return FitConfig(train_dir=args.train, val_dir=args.val, out=args.out or str(DEFAULT_OUT), cell=args.cell,
+                     hidden=args.hidden, fold=args.fold, max_epochs=args.max_epochs, max_minutes=args.max_minutes,
+                     seed=args.seed, threads=args.threads, limit=args.limit, fast_dev_run=args.fast_dev_run,
+                     calib_every=args.calib_every, spec=spec_overrides(args.spec_version),
+                     median_weight=args.median_weight, last_horizon_weight=args.last_horizon_weight,
+                     vm_weights=args.vm_weights, init_persistence=args.init_persistence,
+                     train_per_series=args.train_per_series, tracking_uri=tracking_uri(args.tracking_uri))
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from training.fit import fit
+
+    cfg = fit_config(args)
     prov = fit(cfg)
     print(json.dumps({"model": cfg.out, "metrics": prov["metrics"], "registry_version": prov.get("registry_version")}))
     return 0

@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from agent.features import FeatureSpec
-from training.data import load_bitbrains_dir
+from training.data import Series, load_bitbrains_dir
+from training.recipe import HELD_OUT, SHIPPED
 from training.windows import WindowSet, build_windows
 
 log = logging.getLogger("pspe.fit")
 
-HELD_OUT = "heldout"   # val_dir: early stopping on the calibration hold-out of the training directory
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "agent" / "models" / "forecaster.onnx"
 CITATIONS = ("Bitbrains GWA-T-12 Rnd: Shen, van Beek, Iosup, 'Statistical characterization of "
              "business-critical workloads hosted in cloud datacenters', CCGrid 2015 (research use with attribution)")
@@ -37,34 +37,35 @@ CITATIONS = ("Bitbrains GWA-T-12 Rnd: Shen, van Beek, Iosup, 'Statistical charac
 
 @dataclass
 class FitConfig:
+    """One run's settings; every default is the shipped recipe (training/recipe.py)."""
     train_dir: str
-    val_dir: str
+    val_dir: str = SHIPPED.val           # a directory, or HELD_OUT: the training directory's calibration VMs
     out: str = str(DEFAULT_OUT)
-    cell: str = "gru"
-    hidden: int = 48
-    fold: int = 4                        # steps folded into one recurrent step (the net's cost is ~1/fold)
-    seed: int = 7
-    max_epochs: int = 12
-    max_minutes: float = 12.0
-    patience: int = 2
-    batch_size: int = 512
-    lr: float = 2e-3
-    train_stride: int = 3
-    train_per_series: int = 400
-    val_stride: int = 12
+    cell: str = SHIPPED.cell
+    hidden: int = SHIPPED.hidden
+    fold: int = SHIPPED.fold
+    seed: int = SHIPPED.seed
+    max_epochs: int = SHIPPED.max_epochs
+    max_minutes: float = 9.0             # wall-clock cap (the shipped run took 4.8 min of training)
+    patience: int = SHIPPED.patience
+    batch_size: int = SHIPPED.batch_size
+    lr: float = SHIPPED.lr
+    train_stride: int = SHIPPED.train_stride
+    train_per_series: int = SHIPPED.train_per_series
+    val_stride: int = 12                 # windows of a separate --val directory
     val_per_series: int = 60
     limit: int | None = None             # series per directory (None: all)
-    calib_every: int = 6                 # every 6th training VM held out to calibrate on (0: no calibration)
-    calib_stride: int = 6
-    calib_per_series: int = 400
-    threads: int = 2
+    calib_every: int = SHIPPED.calib_every   # 0: no calibration
+    calib_stride: int = SHIPPED.calib_stride
+    calib_per_series: int = SHIPPED.calib_per_series
+    threads: int = 1
     fast_dev_run: bool = False
     tracking_uri: str = ""
     spec: dict = field(default_factory=dict)   # FeatureSpec overrides
-    median_weight: float = 1.0           # weight of the 0.5 quantile's pinball loss (others 1)
-    last_horizon_weight: float = 1.0     # horizon weights ramp linearly from 1 to this (1: all equal)
-    init_persistence: bool = False       # start the head at persistence (training/nets.py init_persistence)
-    vm_weights: str = "none"             # "wape" or "mase": weigh windows per VM (training/loss_weights.py)
+    median_weight: float = SHIPPED.median_weight
+    last_horizon_weight: float = SHIPPED.last_horizon_weight
+    init_persistence: bool = SHIPPED.init_persistence
+    vm_weights: str = SHIPPED.vm_weights
 
 
 def split_for_calibration(series: list, every: int) -> tuple[list, list]:
@@ -198,73 +199,99 @@ def calibrate_on(net, spec: FeatureSpec, held_out: WindowSet) -> tuple[FeatureSp
                  **{f"calib_coverage_after_q{k}": v for k, v in after.items()}}
 
 
-def fit(cfg: FitConfig) -> dict:
-    """Train, export, record; returns the provenance dict (also written beside the ONNX file)."""
-    from training.export import export
+@dataclass
+class Trained:
+    """What `train_on_series` made: the net, its (calibrated) spec, metrics and the window counts."""
+    net: object
+    spec: FeatureSpec
+    metrics: dict
+    windows: dict
+    check: np.ndarray                    # validation windows to check an export against
 
-    spec = FeatureSpec(**cfg.spec)
-    t0 = time.monotonic()
-    train_series, held_out_series = split_for_calibration(list(load_bitbrains_dir(cfg.train_dir, limit=cfg.limit)),
-                                                          cfg.calib_every)
+
+def train_on_series(cfg: FitConfig, spec: FeatureSpec, train_series: list[Series], held_out_series: list[Series],
+                    val_series: list[Series] | None = None) -> Trained:
+    """The recipe's steps on Series from any source (trace files, the store): windows, per-VM loss
+    weights, a seeded run with early stopping, quantiles calibrated on `held_out_series`. Early
+    stopping runs on `val_series`, or on the held-out series when None (`--val heldout`)."""
+    from training.loss_weights import vm_weights
+
     train = build_windows(spec, train_series, stride=cfg.train_stride, max_per_series=cfg.train_per_series,
                           seed=cfg.seed)
     held_out = build_windows(spec, held_out_series, stride=cfg.calib_stride, max_per_series=cfg.calib_per_series,
                              seed=cfg.seed + 2)
-    n_train = len(train_series)
-    if cfg.val_dir == HELD_OUT:        # select on the training month's held-out VMs, not on the test month
+    if val_series is None:             # select on the training data's held-out VMs, not on a test month
         if not len(held_out):
-            raise ValueError("--val heldout needs calibration VMs (--calib-every 2 or more)")
+            raise ValueError("--val heldout needs calibration VMs with complete windows (--calib-every 2 or more)")
         val_series, val = held_out_series, held_out
     else:
-        val_series = list(load_bitbrains_dir(cfg.val_dir, limit=cfg.limit))
         val = build_windows(spec, val_series, stride=cfg.val_stride, max_per_series=cfg.val_per_series,
                             seed=cfg.seed + 1)
-    n_val = len(val_series)
-    log.info("windows: %d train from %d series, %d held out for calibration from %d, %d validation from %d "
-             "series (%.0fs)", len(train), n_train, len(held_out), len(held_out_series), len(val), n_val,
-             time.monotonic() - t0)
-    from training.loss_weights import vm_weights
+    if not len(train) or not len(val):
+        raise ValueError(f"no complete windows to train on ({len(train)} train, {len(val)} validation)")
+    log.info("windows: %d train from %d series, %d held out for calibration from %d, %d validation from %d series",
+             len(train), len(train_series), len(held_out), len(held_out_series), len(val), len(val_series))
     floors = [spec.scale_floors[spec.inputs.index(t)] for t in spec.targets]
     weights = tuple(vm_weights(cfg.vm_weights, w.scale, w.series_index, ss, spec.targets, floors)
                     for w, ss in ((train, train_series), (val, val_series)))
     net, run = train_net(cfg, spec, train, val, weights)
     raw = {f"uncalibrated_{k}": v for k, v in validation_metrics(net, spec, val).items()}
     spec, calib = calibrate_on(net, spec, held_out)
-    metrics = {**validation_metrics(net, spec, val), **raw, **calib}
-    check = val.x[: min(len(val), 512)]
+    counts = {"train_series": len(train_series), "train_windows": len(train),
+              "calibration_series": len(held_out_series), "calibration_windows": len(held_out),
+              "validation_series": len(val_series), "validation_windows": len(val)}
+    return Trained(net, spec, {**validation_metrics(net, spec, val), **raw, **calib, **run}, counts,
+                   val.x[: min(len(val), 512)])
+
+
+def fit(cfg: FitConfig) -> dict:
+    """Train, export, record; returns the provenance dict (also written beside the ONNX file)."""
+    from training.export import export
+
+    train_series, held_out_series = split_for_calibration(list(load_bitbrains_dir(cfg.train_dir, limit=cfg.limit)),
+                                                          cfg.calib_every)
+    if cfg.val_dir == HELD_OUT and not held_out_series:
+        raise ValueError("--val heldout needs calibration VMs (--calib-every 2 or more)")
+    val_series = None if cfg.val_dir == HELD_OUT else list(load_bitbrains_dir(cfg.val_dir, limit=cfg.limit))
+    t = train_on_series(cfg, FeatureSpec(**cfg.spec), train_series, held_out_series, val_series)
     commit = git_commit()
     out = Path(cfg.out)
-    err = export(net, spec, out, check, extra_metadata={"pspe_commit": commit, "pspe_cell": cfg.cell})
+    err = export(t.net, t.spec, out, t.check, extra_metadata={"pspe_commit": commit, "pspe_cell": cfg.cell})
+    metrics = {**t.metrics, "onnx_max_abs_diff": err}
     provenance = {
         "model": out.name, "cell": cfg.cell, "hidden": cfg.hidden, "fold": cfg.fold,
-        "parameters": int(sum(p.numel() for p in net.parameters())),
-        "data": {"train": portable(cfg.train_dir), "train_series": n_train, "train_windows": len(train),
-                 "calibration_series": len(held_out_series), "calibration_windows": len(held_out),
-                 "validation": cfg.val_dir if cfg.val_dir == HELD_OUT else portable(cfg.val_dir), "validation_series": n_val, "validation_windows": len(val),
-                 "citation": CITATIONS},
-        "commit": commit, "seed": cfg.seed, "metrics": {**metrics, **run, "onnx_max_abs_diff": err},
-        "feature_spec": spec.to_dict(), "config": {k: v for k, v in asdict(cfg).items() if k != "tracking_uri"},
-        "retrain": (f"pspe-train fit --cell {cfg.cell} --max-epochs {cfg.max_epochs} --max-minutes "
-                    f"{cfg.max_minutes:g} --threads {cfg.threads} --fold {cfg.fold} --spec-version {spec.version} "
-                    f"--calib-every {cfg.calib_every}" + _loss_options(cfg) +
-                    (" --val heldout" if cfg.val_dir == HELD_OUT else "")),
+        "parameters": int(sum(p.numel() for p in t.net.parameters())),
+        "data": {"train": portable(cfg.train_dir), "train_series": t.windows["train_series"],
+                 "train_windows": t.windows["train_windows"],
+                 "calibration_series": t.windows["calibration_series"],
+                 "calibration_windows": t.windows["calibration_windows"],
+                 "validation": cfg.val_dir if cfg.val_dir == HELD_OUT else portable(cfg.val_dir),
+                 "validation_series": t.windows["validation_series"],
+                 "validation_windows": t.windows["validation_windows"], "citation": CITATIONS},
+        "commit": commit, "seed": cfg.seed, "metrics": metrics,
+        "feature_spec": t.spec.to_dict(), "config": {k: v for k, v in asdict(cfg).items() if k != "tracking_uri"},
+        "retrain": retrain_command(cfg, t.spec.version),
     }
     provenance["sha256"] = hashlib.sha256(out.read_bytes()).hexdigest()
     prov_path = provenance_path(out)
     prov_path.write_text(json.dumps(provenance, indent=2) + "\n")
     if cfg.tracking_uri:
         from training.registry import log_forecaster
-        flat = {k: v for k, v in {**metrics, **run}.items() if isinstance(v, (int, float)) and np.isfinite(v)}
+        flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and np.isfinite(v)}
         provenance["registry_version"] = log_forecaster(cfg.tracking_uri, {"cell": cfg.cell, "hidden": cfg.hidden,
                                                                            "seed": cfg.seed}, flat,
                                                         [out, prov_path])
     return provenance
 
 
-def _loss_options(cfg: FitConfig) -> str:
-    """The loss options of a run as `pspe-train fit` flags (none at their defaults)."""
-    return ((f" --median-weight {cfg.median_weight:g}" if cfg.median_weight != 1.0 else "") +
-            (f" --last-horizon-weight {cfg.last_horizon_weight:g}" if cfg.last_horizon_weight != 1.0 else "") +
-            (f" --vm-weights {cfg.vm_weights}" if cfg.vm_weights != "none" else "") +
-            (" --init-persistence" if cfg.init_persistence else "") +
-            (f" --train-per-series {cfg.train_per_series}" if cfg.train_per_series != 400 else ""))
+def retrain_command(cfg: FitConfig, spec_version: int) -> str:
+    """The run as an explicit `pspe-train fit` command: every recipe option spelled out, so it trains
+    the same model whatever the defaults become."""
+    return (f"pspe-train fit --train {portable(cfg.train_dir)} --val "
+            f"{cfg.val_dir if cfg.val_dir == HELD_OUT else portable(cfg.val_dir)} --cell {cfg.cell} "
+            f"--hidden {cfg.hidden} --fold {cfg.fold} --seed {cfg.seed} --max-epochs {cfg.max_epochs} "
+            f"--max-minutes {cfg.max_minutes:g} --threads {cfg.threads} --spec-version {spec_version} "
+            f"--calib-every {cfg.calib_every} --median-weight {cfg.median_weight:g} "
+            f"--last-horizon-weight {cfg.last_horizon_weight:g} --vm-weights {cfg.vm_weights} "
+            f"{'--init-persistence' if cfg.init_persistence else '--no-init-persistence'} "
+            f"--train-per-series {cfg.train_per_series}" + (f" --limit {cfg.limit}" if cfg.limit else ""))

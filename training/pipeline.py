@@ -72,26 +72,21 @@ def train_challenger(cfg: PipelineConfig, until: dt.datetime) -> dict:
 
 
 def fit_series(cfg: PipelineConfig, train: list[Series], select: list[Series], out: Path) -> dict[str, float]:
-    """training/fit.py's steps on Series from any source: windows, seeded Lightning run, ONNX export."""
+    """The shipped recipe (training/recipe.py, through FitConfig's defaults) on Series from any source:
+    early stopping and quantile calibration on the `select` sessions, held out of training as
+    `--val heldout` holds out VMs of the training directory; then ONNX export."""
     import math
 
     from agent.features import FeatureSpec
     from training.export import export
-    from training.fit import FitConfig, train_net, validation_metrics
-    from training.windows import build_windows
+    from training.fit import FitConfig, train_on_series
 
-    fc = FitConfig(train_dir="", val_dir="", out=str(out), cell=cfg.cell, hidden=cfg.hidden, seed=cfg.seed,
+    fc = FitConfig(train_dir="", out=str(out), cell=cfg.cell, hidden=cfg.hidden, seed=cfg.seed,
                    max_epochs=cfg.max_epochs, max_minutes=cfg.max_minutes, threads=cfg.threads,
                    fast_dev_run=cfg.fast_dev_run)
-    spec = FeatureSpec(**fc.spec)
-    tw = build_windows(spec, train, stride=fc.train_stride, max_per_series=fc.train_per_series, seed=fc.seed)
-    vw = build_windows(spec, select, stride=fc.val_stride, max_per_series=fc.val_per_series, seed=fc.seed + 1)
-    if not len(tw) or not len(vw):
-        raise ValueError(f"no complete windows to train on ({len(tw)} train, {len(vw)} select)")
-    net, run = train_net(fc, spec, tw, vw)
-    metrics = {**validation_metrics(net, spec, vw), **run}
-    metrics["onnx_max_abs_diff"] = export(net, spec, out, vw.x[: min(len(vw), 512)],
-                                          extra_metadata={"pspe_cell": cfg.cell})
+    t = train_on_series(fc, FeatureSpec(**fc.spec), train, select)
+    metrics = {**t.metrics, **t.windows}
+    metrics["onnx_max_abs_diff"] = export(t.net, t.spec, out, t.check, extra_metadata={"pspe_cell": cfg.cell})
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
 
 

@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
+from training.recipe import SHIPPED
+
 
 @dataclass(frozen=True)
 class PipelineConfig:
@@ -27,12 +29,12 @@ class PipelineConfig:
     select_fraction: float = 0.1         # sessions for early stopping
     split_salt: str = "pspe"
     work_dir: str = "/var/lib/pspe/pipeline"
-    cell: str = "lstm"
-    hidden: int = 48
-    max_epochs: int = 16
+    cell: str = SHIPPED.cell             # the recipe's settings (training/recipe.py); its loss options
+    hidden: int = SHIPPED.hidden         # come through FitConfig's defaults in training/pipeline.py
+    max_epochs: int = SHIPPED.max_epochs
     max_minutes: float = 30.0
     threads: int = 2
-    seed: int = 7
+    seed: int = SHIPPED.seed
     fast_dev_run: bool = False
     host_size: int = 16                  # sessions per replayed host
     under_tolerance: float = 0.005       # challenger's CPU under-provisioned share may exceed the champion's by this

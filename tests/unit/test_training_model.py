@@ -68,7 +68,7 @@ def test_fast_dev_run_fit_writes_model_and_provenance(tmp_path):
     assert saved["commit"] and saved["data"]["train_series"] == 2 and saved["metrics"]["onnx_max_abs_diff"] < 1e-4
     assert set(saved["metrics"]) >= {"val_pinball", "val_coverage_q0.5", "val_coverage_q0.99"}
     assert load_model(out).spec == FeatureSpec(**{})
-    assert prov["cell"] == "gru" and len(saved["sha256"]) == 64
+    assert prov["cell"] == "lstm" and len(saved["sha256"]) == 64
     assert not out.with_suffix(".json").exists()   # that name is the agent's spec sidecar
 
 
