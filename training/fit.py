@@ -1,8 +1,9 @@
-"""Train the quantile forecaster on one trace directory, select on another, export and record it.
+"""Train the quantile forecaster on one trace directory, select on its held-out VMs or another, export
+and record it.
 
-`fit(FitConfig(...))` is the one command behind `pspe-train fit`: windows
-(agent/features.py), a seeded Lightning run with early stopping on the
-validation pinball loss, the quantiles calibrated on VMs of the training
+`fit(FitConfig(...))` is the one command behind `pspe-train fit`, with the
+shipped recipe as defaults (training/recipe.py): windows (agent/features.py),
+a seeded Lightning run with early stopping on the validation pinball loss, the quantiles calibrated on VMs of the training
 directory held out from training (training/calibrate.py), the best weights
 exported to ONNX (checked against PyTorch) with the calibration in its feature
 spec, provenance JSON beside it (data, commit, metrics), and an MLflow run when
@@ -14,9 +15,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 import logging
-import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,15 +24,13 @@ import numpy as np
 
 from agent.features import FeatureSpec
 from training.data import Series, load_bitbrains_dir
+from training.fit_provenance import CITATIONS, git_commit, portable, provenance_path, retrain_command  # noqa: F401
 from training.recipe import HELD_OUT, SHIPPED
 from training.windows import WindowSet, build_windows
 
 log = logging.getLogger("pspe.fit")
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "agent" / "models" / "forecaster.onnx"
-CITATIONS = ("Bitbrains GWA-T-12 Rnd: Shen, van Beek, Iosup, 'Statistical characterization of "
-             "business-critical workloads hosted in cloud datacenters', CCGrid 2015 (research use with attribution)")
-
 
 @dataclass
 class FitConfig:
@@ -95,29 +92,6 @@ class _KeepBest:
                     self.state = copy.deepcopy(module.net.state_dict())
 
         return KeepBest()
-
-
-def provenance_path(model: Path) -> Path:
-    """forecaster.onnx -> forecaster.provenance.json (forecaster.json would read as a spec sidecar)."""
-    return model.with_suffix(".provenance.json")
-
-
-def portable(path: str) -> str:
-    """A data path relative to the repository root when it lies near it (../shared/data/...)."""
-    root = Path(__file__).resolve().parents[1]
-    try:
-        rel = os.path.relpath(Path(path).resolve(), root)
-    except ValueError:
-        return path
-    return rel if rel.count("..") <= 1 else path
-
-
-def git_commit(root: Path | None = None) -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root or Path(__file__).parent,
-                              capture_output=True, text=True, timeout=10).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def train_net(cfg: FitConfig, spec: FeatureSpec, train: WindowSet, val: WindowSet,
@@ -282,16 +256,3 @@ def fit(cfg: FitConfig) -> dict:
                                                                            "seed": cfg.seed}, flat,
                                                         [out, prov_path])
     return provenance
-
-
-def retrain_command(cfg: FitConfig, spec_version: int) -> str:
-    """The run as an explicit `pspe-train fit` command: every recipe option spelled out, so it trains
-    the same model whatever the defaults become."""
-    return (f"pspe-train fit --train {portable(cfg.train_dir)} --val "
-            f"{cfg.val_dir if cfg.val_dir == HELD_OUT else portable(cfg.val_dir)} --cell {cfg.cell} "
-            f"--hidden {cfg.hidden} --fold {cfg.fold} --seed {cfg.seed} --max-epochs {cfg.max_epochs} "
-            f"--max-minutes {cfg.max_minutes:g} --threads {cfg.threads} --spec-version {spec_version} "
-            f"--calib-every {cfg.calib_every} --median-weight {cfg.median_weight:g} "
-            f"--last-horizon-weight {cfg.last_horizon_weight:g} --vm-weights {cfg.vm_weights} "
-            f"{'--init-persistence' if cfg.init_persistence else '--no-init-persistence'} "
-            f"--train-per-series {cfg.train_per_series}" + (f" --limit {cfg.limit}" if cfg.limit else ""))
