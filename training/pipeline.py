@@ -58,17 +58,30 @@ def train_challenger(cfg: PipelineConfig, until: dt.datetime) -> dict:
         log.info("challenger for %s already registered: version %s", stamp, found)
         return {**version_info(cfg.tracking_uri, cfg.model_name, version=found), "reused": True}
     parts = split_history(cfg, load_history(cfg, until))
-    if not parts["train"] or not (parts["select"] or parts["holdout"]):
+    train, select = training_parts(parts)
+    if not train or not select:
         raise ValueError(f"not enough history to train on before {stamp}: "
                          f"{ {k: len(v) for k, v in parts.items()} }")
     out = Path(cfg.run_dir(until)) / "challenger" / "forecaster.onnx"
-    metrics = fit_series(cfg, parts["train"], parts["select"] or parts["holdout"], out)
+    metrics = fit_series(cfg, train, select, out)
     params = {"cell": cfg.cell, "hidden": cfg.hidden, "seed": cfg.seed, "until": stamp,
               "train_sessions": len(parts["train"]), "holdout_sessions": len(parts["holdout"])}
     version = log_forecaster(cfg.tracking_uri, params, metrics, [out], model_name=cfg.model_name,
                              version_tags={UNTIL_TAG: stamp})
     return {**version_info(cfg.tracking_uri, cfg.model_name, version=version), "reused": False,
             "metrics": metrics}
+
+
+def training_parts(parts: dict[str, list[Series]]) -> tuple[list[Series], list[Series]]:
+    """(train, select): the sessions to train on and those to stop early and calibrate on. Never the
+    held-back ones, which judge the challenger: with no select sessions, every Nth training session is
+    held out as `pspe-train fit --val heldout` does (training/recipe.py calib_every)."""
+    from training.fit import split_for_calibration
+    from training.recipe import SHIPPED
+
+    if parts["select"]:
+        return parts["train"], parts["select"]
+    return split_for_calibration(parts["train"], SHIPPED.calib_every)
 
 
 def fit_series(cfg: PipelineConfig, train: list[Series], select: list[Series], out: Path) -> dict[str, float]:

@@ -88,3 +88,14 @@ def test_pipeline_challenger_trains_the_recipe_and_calibrates_on_the_select_sess
     spec = load_model(out).spec
     assert np.shape(spec.output_offsets) == spec.output_shape   # calibrated, as the bundled model is
     assert metrics["calibration_series"] == 2 and "calib_coverage_after_q0.9" in metrics
+
+
+def test_pipeline_never_stops_early_on_the_held_back_sessions():
+    from training.pipeline import training_parts
+
+    names = [f"s{i}" for i in range(12)]
+    train, select = training_parts({"train": names[:10], "select": names[10:11], "holdout": names[11:]})
+    assert (train, select) == (names[:10], ["s10"])
+    train, select = training_parts({"train": names[:10], "select": [], "holdout": names[10:]})
+    assert select == [names[SHIPPED.calib_every - 1]] and not set(select) & set(train)
+    assert not set(train + select) & set(names[10:])
