@@ -8,6 +8,7 @@ across series (replay) and pooled figures (accuracy, see training/evaluate.py).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from dataclasses import dataclass, replace
@@ -198,6 +199,7 @@ def evaluate_dir(opts: EvalOptions, progress: Callable[[int, int], None] | None 
     paths = list_traces(opts.traces)[: opts.limit]
     if not paths:
         raise FileNotFoundError(f"no Bitbrains trace files (*.csv, *.csv.gz) in {opts.traces}")
+    model_file, sha_before = model_checksum(opts.model_path)
     ev = Evaluation(opts, runs)
     t0 = time.monotonic()
     done = 0
@@ -219,7 +221,20 @@ def evaluate_dir(opts: EvalOptions, progress: Callable[[int, int], None] | None 
     out = ev.result()
     out["skipped"] = ev.skipped
     out["seconds"] = round(time.monotonic() - t0, 1)
+    # workers load the model themselves: a file replaced mid-run would mix two models in one table
+    if model_checksum(opts.model_path)[1] != sha_before:
+        raise RuntimeError(f"the model file {model_file} changed during the evaluation: its figures mix two "
+                           f"models; pin one with --model COPY")
+    out["model_file"] = {"path": str(model_file), "sha256": sha_before}
     return out
+
+
+def model_checksum(model_path: str) -> tuple[Path, str]:
+    """The model file an evaluation scores (the bundled one for "") and its sha256."""
+    from agent.forecast import BUNDLED_MODEL
+
+    path = Path(model_path or BUNDLED_MODEL)
+    return path, hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def format_table(result: dict) -> str:

@@ -59,6 +59,28 @@ def test_evaluate_command_on_a_cut_prints_the_json_last(tmp_path, tiny_model, ca
     assert any("policy" in line for line in out)   # the table came first
 
 
+def test_evaluate_records_the_model_files_checksum_and_refuses_a_model_swapped_mid_run(tmp_path, tiny_model):
+    import hashlib
+    import shutil
+
+    from training.evaluation_run import EvalOptions, evaluate_dir
+
+    cut = cut_bitbrains(tmp_path / "unseen", vms=("5", "6"), rows=400)
+    model = tmp_path / "m.onnx"
+    shutil.copy(tiny_model, model)
+    opts = EvalOptions(traces=str(cut), model_path=str(model), origin_stride=24, host_size=1, ets=False,
+                       replay=False)
+    out = evaluate_dir(opts)
+    assert out["model_file"] == {"path": str(model), "sha256": hashlib.sha256(model.read_bytes()).hexdigest()}
+
+    def swap(done, total):   # another process replaces the file after the first host
+        if done == 1:
+            model.write_bytes(model.read_bytes() + b"\0")
+
+    with pytest.raises(RuntimeError, match="changed during the evaluation"):
+        evaluate_dir(opts, progress=swap)
+
+
 def test_forecast_only_skips_the_replay(tmp_path, tiny_model, capsys):
     from training.cli import main
 
