@@ -33,6 +33,20 @@ def _kill_and_remove(top: str) -> None:
             pass
 
 
+@pytest.fixture(autouse=True)
+def _mlflow_environment_restored():
+    """mlflow.set_tracking_uri() also writes MLFLOW_TRACKING_URI into os.environ, where it outlives the
+    test that called it and changes the defaults of later ones (pspe-train's CLI reads it)."""
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved = {name: os.environ.get(name) for name in names}
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture
 def v1_cgroup_parent():
     """A unique cgroup parent name on the real v1 hierarchies; processes killed and dirs removed after."""
