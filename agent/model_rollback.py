@@ -1,7 +1,7 @@
 """Where the model a `ModelRollback(to_version=...)` names comes from.
 
 The agent keeps its last few registry downloads in `<state_dir>/models`, named
-`<name>-v<version>-<sha256[:12]>.onnx` by agent/model_fetch.py. A rollback to a
+`<name>-v<version>-<sha256[:12]>.onnx` (agent/model_uri.py local_name). A rollback to a
 version loads that file when it is still kept and its content still matches
 the checksum in its name; otherwise it downloads the version from the registry,
 checked against the `sha256` tag the pipeline put on it (the rollback command
@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Iterable
 
 from agent.model_fetch import FetchError, ModelFetcher
+from agent.model_uri import parse_local_name
 
 DEFAULT_MODEL_NAME = "pspe-forecaster"   # the name the pipeline registers (training/registry.py)
-_KEPT = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)-v(?P<version>[0-9]{1,9})-(?P<sha>[0-9a-f]{12})\.onnx$")
 _TARGET = re.compile(r"^(?:models:/(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]{0,127})/)?v?(?P<version>[0-9]{1,9})$")
 
 
@@ -46,8 +46,8 @@ def parse_target(to_version: str) -> tuple[str | None, str]:
 
 
 def parse_kept(path: Path) -> KeptModel | None:
-    m = _KEPT.match(path.name)
-    return KeptModel(path, m["name"], str(int(m["version"])), m["sha"]) if m else None
+    parts = parse_local_name(path.name)
+    return KeptModel(path, *parts) if parts else None
 
 
 def choose_kept(kept: Iterable[KeptModel], version: str, name: str | None) -> KeptModel | None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _VERSION = re.compile(r"^[0-9]{1,9}$")
+_KEPT = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)-v(?P<version>[0-9]{1,9})-(?P<sha>[0-9a-f]{12})\.onnx$")
 
 
 class FetchError(RuntimeError):
@@ -86,8 +87,15 @@ def sidecar_url(onnx_url: str) -> str | None:
 
 
 def local_name(resolved: ResolvedModel, sha256: str) -> str:
+    """`<name>-v<version>-<sha256[:12]>.onnx`: the name a download is kept under (parse_local_name reads it)."""
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", resolved.name)
     return f"{safe}-v{resolved.version}-{sha256[:12]}.onnx"
+
+
+def parse_local_name(filename: str) -> tuple[str, str, str] | None:
+    """(name, version, sha256 prefix) of a file named by `local_name`; None for any other name."""
+    m = _KEPT.match(filename)
+    return (m["name"], str(int(m["version"])), m["sha"]) if m else None
 
 
 def auth_header(tracking_uri: str, token: str = "") -> dict[str, str]:
