@@ -4,8 +4,10 @@ The agent keeps its last few registry downloads in `<state_dir>/models`, named
 `<name>-v<version>-<sha256[:12]>.onnx` (agent/model_uri.py local_name). A rollback to a
 version loads that file when it is still kept and its content still matches
 the checksum in its name; otherwise it downloads the version from the registry,
-checked against the `sha256` tag the pipeline put on it (the rollback command
-carries no checksum). Naming and choosing are pure; `find_rollback` does the I/O.
+checked against the `sha256` tag the pipeline put on it. A rollback that carries
+a checksum (`ModelRollback.sha256`) is held to it instead: the kept or downloaded
+file must have exactly that sha256, else the rollback is refused. Naming and
+choosing are pure; `find_rollback` does the I/O.
 """
 
 from __future__ import annotations
@@ -50,10 +52,18 @@ def parse_kept(path: Path) -> KeptModel | None:
     return KeptModel(path, *parts) if parts else None
 
 
-def choose_kept(kept: Iterable[KeptModel], version: str, name: str | None) -> KeptModel | None:
-    """The kept file of `version` (of `name` when given); None when there is none."""
+def choose_kept(kept: Iterable[KeptModel], version: str, name: str | None, sha256: str = "") -> KeptModel | None:
+    """The kept file of `version` (of `name` when given, named with `sha256` when given and one is); None when
+    there is none."""
     matching = [k for k in kept if k.version == version and (name is None or k.name == name)]
-    return sorted(matching, key=lambda k: k.path.name)[0] if matching else None
+    named_by_sha = [k for k in matching if sha256 and sha256.startswith(k.sha_prefix)]
+    return sorted(named_by_sha or matching, key=lambda k: k.path.name)[0] if matching else None
+
+
+def check_expected(digest: str, expected_sha256: str, what: str) -> None:
+    """RollbackError unless `digest` is the checksum the command asked for ("": none asked for)."""
+    if expected_sha256 and digest != expected_sha256:
+        raise RollbackError(f"{what} has sha256 {digest}, not the command's {expected_sha256}")
 
 
 def registry_name(name: str | None, current: KeptModel | None, kept: Iterable[KeptModel]) -> str:
@@ -86,14 +96,18 @@ def file_sha256(path: Path) -> str:
 
 
 def find_rollback(to_version: str, model_dir: Path, current_path: str | None,
-                  fetcher: ModelFetcher | None) -> tuple[Path, str]:
-    """(local path, sha256) of the model `to_version` names; RollbackError when it cannot be had."""
+                  fetcher: ModelFetcher | None, expected_sha256: str = "") -> tuple[Path, str]:
+    """(local path, sha256) of the model `to_version` names, of checksum `expected_sha256` when one is given;
+    RollbackError when it cannot be had."""
     name, version = parse_target(to_version)
+    expected = expected_sha256.strip().lower()
     kept = kept_models(model_dir)
-    found = choose_kept(kept, version, name)
+    found = choose_kept(kept, version, name, expected)
     if found is not None:
         digest = file_sha256(found.path)
         if digest.startswith(found.sha_prefix):
+            # the kept file is the registry's version as downloaded: the registry would serve the same bytes
+            check_expected(digest, expected, f"the kept file {found.path.name}")
             return found.path, digest
         problem = f"the kept file {found.path.name} no longer matches its checksum"
     else:
@@ -103,7 +117,8 @@ def find_rollback(to_version: str, model_dir: Path, current_path: str | None,
     current = parse_kept(Path(current_path)) if current_path else None
     model = registry_name(name, current, kept)
     try:
-        digest = fetcher.version_sha256(model, version)
+        # a checksum in the (signed) command outranks the registry's tag; the download is checked against it
+        digest = expected or fetcher.version_sha256(model, version)
         return fetcher.fetch(f"models:/{model}/{version}", digest), digest
     except FetchError as e:
         raise RollbackError(f"{problem}, and the registry cannot supply models:/{model}/{version}: {e}") from None

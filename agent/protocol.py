@@ -26,19 +26,15 @@ from typing import Annotated, Union
 
 import msgspec
 
-# the value types live in protocol_values.py (one job each); every name still imports from here
-from agent.protocol_values import (BoundsMsg, ContainerStart, ImageRef, LimitsMsg, MetricProfile,  # noqa: F401
-                                   NetworkName, SessionProfile)
+# the value types and ids live in protocol_values.py, the commands in protocol_commands.py (one job each);
+# every name still imports from here
+from agent.protocol_commands import (COMMAND_TYPES, Command, ModelPromoted, ModelRollback,  # noqa: F401
+                                     Override, PolicyUpdate, SessionStart, SessionStop)
+from agent.protocol_values import (HOST_PATTERN, SCHEMA_VERSION, SESSION_PATTERN, BoundsMsg,  # noqa: F401
+                                   ContainerStart, HostId, ImageRef, LimitsMsg, MetricProfile, NetworkName,
+                                   OptionalSha256Hex, SessionId, SessionProfile, Sha256Hex)
 
-SCHEMA_VERSION = 1
 SUPPORTED_VERSIONS = frozenset({1})
-
-# Host ids become AMQP routing-key words and MQTT topic levels: no '.', '#', '+', '/'.
-HOST_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
-SESSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"  # same rule as agent.session.validate_name
-HostId = Annotated[str, msgspec.Meta(pattern=HOST_PATTERN)]
-SessionId = Annotated[str, msgspec.Meta(pattern=SESSION_PATTERN)]
-Sha256Hex = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
 
 
 class ProtocolError(ValueError):
@@ -136,61 +132,10 @@ class SessionEnded(_Telemetry, tag="session_ended"):
 Telemetry = Union[HostSamples, DecisionRecord, AlertRecord, SessionStarted, SessionEnded]
 
 
-# ---- commands (centre -> agent) -----------------------------------------------------------
+# ---- commands (centre -> agent): in protocol_commands.py, imported above -------------------------------------------
 
-class _Command(msgspec.Struct, tag_field="kind", kw_only=True, frozen=True):
-    v: int = SCHEMA_VERSION
-    host: HostId              # the host the command is for
-    command_id: str           # unique; agents refuse a replayed id
-    issued_at: float
-    issued_by: str = ""
-
-
-class SessionStart(_Command, tag="session_start"):
-    session_id: SessionId
-    command: list[str] = []               # a process session's command; empty for a container
-    labels: dict[str, str] = {}
-    bounds: BoundsMsg | None = None
-    limits: LimitsMsg | None = None
-    container: ContainerStart | None = None
-
-    def __post_init__(self) -> None:
-        # a container's command in `command` would make an older agent run it on the host
-        if self.container is not None and self.command:
-            raise ValueError("a container start carries its command in container.command, not command")
-
-
-class SessionStop(_Command, tag="session_stop"):
-    session_id: SessionId
-    reason: str = ""
-
-
-class PolicyUpdate(_Command, tag="policy_update"):
-    bounds: BoundsMsg
-    session_id: SessionId | None = None   # None: the host's default bounds for new sessions
-
-
-class Override(_Command, tag="override"):
-    session_id: SessionId
-    limits: LimitsMsg
-    duration_s: Annotated[float, msgspec.Meta(gt=0)]
-
-
-class ModelPromoted(_Command, tag="model_promoted"):
-    model_uri: str
-    version: str
-    sha256: Sha256Hex
-
-
-class ModelRollback(_Command, tag="model_rollback"):
-    to_version: str | None = None         # None: the previous good model
-    reason: str = ""
-
-
-Command = Union[SessionStart, SessionStop, PolicyUpdate, Override, ModelPromoted, ModelRollback]
 Message = Union[Telemetry, Command]
 TELEMETRY_TYPES = (HostSamples, DecisionRecord, AlertRecord, SessionStarted, SessionEnded)
-COMMAND_TYPES = (SessionStart, SessionStop, PolicyUpdate, Override, ModelPromoted, ModelRollback)
 
 
 # ---- encode / decode (the builders from agent types live in agent/bus/records.py) ----------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""The value types that messages carry (msgspec Structs): limits, bounds, a finished session's profile, and a
-container to start. Split from agent/protocol.py, which re-exports every name here."""
+"""The value types that messages carry (msgspec Structs): the schema version, host and session ids, checksums,
+limits, bounds, a finished session's profile, and a container to start. Split from agent/protocol.py, which
+re-exports every name here."""
 
 from __future__ import annotations
 
@@ -8,6 +9,16 @@ from typing import Annotated
 import msgspec
 
 from agent.limits import Bounds, Limits
+
+SCHEMA_VERSION = 1
+
+# Host ids become AMQP routing-key words and MQTT topic levels: no '.', '#', '+', '/'.
+HOST_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
+SESSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"  # same rule as agent.session.validate_name
+HostId = Annotated[str, msgspec.Meta(pattern=HOST_PATTERN)]
+SessionId = Annotated[str, msgspec.Meta(pattern=SESSION_PATTERN)]
+Sha256Hex = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+OptionalSha256Hex = Annotated[str, msgspec.Meta(pattern=r"^(?:[0-9a-f]{64})?$")]   # "": none given
 
 # Docker's own rules: an image reference (no whitespace) and a network name (no "container:<id>" modes)
 ImageRef = Annotated[str, msgspec.Meta(pattern=r"^[^\s]{1,255}$")]
