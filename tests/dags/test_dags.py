@@ -26,11 +26,37 @@ def test_dags_parse_without_errors_or_heavy_imports(airflow):
     assert bag["heavy_imports"] == []
 
 
-def test_profiles_dag_runs_for_its_day(airflow, pg_dsn):
-    seed_history(pg_dsn)
+def test_profiles_dag_skips_and_announces_nothing_on_a_day_without_profiles(airflow, pg_dsn):
+    seed_history(pg_dsn)   # samples, but no session ended: nothing to build, nothing sent
     run = airflow("test", "pspe_profiles", "{}", UNTIL.isoformat(), env={"PSPE_DATABASE_URL": pg_dsn}, timeout=240)
     assert run["state"] == "success", run
-    assert run["xcom"]["build"]["since"].startswith("2026-11-19") and run["xcom"]["build"]["built"] == 0
+    assert run["tasks"] == {"build": "skipped"}, run
+    assert run["asset_events"] == [], "no event: the forecaster is not triggered"
+
+
+def test_profiles_dag_builds_the_days_profiles_and_announces_them(airflow, pg_dsn):
+    seed_history(pg_dsn)
+    end_session(pg_dsn, "synthetic-0", UNTIL.timestamp() - 3600)
+    run = airflow("test", "pspe_profiles", "{}", UNTIL.isoformat(), env={"PSPE_DATABASE_URL": pg_dsn}, timeout=240)
+    assert run["state"] == "success" and run["tasks"] == {"build": "success"}, run
+    build = run["xcom"]["build"]
+    assert build["since"].startswith("2026-11-19") and (build["built"], build["total"]) == (1, 1)
+    assert run["asset_events"] == [{"asset": "pspe_session_profiles", "task": "build",
+                                    "extra": {"until": UNTIL.isoformat()}}]
+
+
+def end_session(dsn: str, session_id: str, ended_at: float) -> None:
+    """The session's start and its end without a profile (as when its agent crashed), as ingest stores them."""
+    import psycopg
+
+    from profiles.writer import BatchWriter
+
+    started_at = UNTIL.timestamp() - 86400
+    msgs = [protocol.SessionStarted(host="h1", seq=10_000, t=started_at, session_id=session_id, started_at=started_at),
+            protocol.SessionEnded(host="h1", seq=10_001, t=ended_at, session_id=session_id, started_at=started_at,
+                                  ended_at=ended_at)]
+    with psycopg.connect(dsn) as conn:
+        BatchWriter(conn, retention_days=3650).write(msgs, ended_at)
 
 
 def run_forecaster_dag(airflow, pg_dsn, amqp_topology, tmp_path, server, min_gain: float) -> dict:
