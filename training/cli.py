@@ -104,18 +104,16 @@ def add_evaluate_parser(sub) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
     from training.evaluation_run import EvalOptions, evaluate_dir, format_table, json_summary
+    from training.progress import progress_reporter
 
     opts = EvalOptions(traces=args.traces, model_path=args.model, limit=args.limit, days=args.days,
                        origin_stride=args.origin_stride, host_size=args.host_size, ets=not args.no_ets, jobs=args.jobs,
                        replay=not args.forecast_only)
     err = Console(stderr=True)
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=err) as bar:
-        task = bar.add_task("series", total=None)
-        result = evaluate_dir(opts, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    with progress_reporter(err, "series") as progress:   # a bar on a terminal, else plain lines on stderr
+        result = evaluate_dir(opts, progress=progress)
     for line in result.get("skipped", []):
         err.print(f"skipped {line}")
     print(format_table(result))
