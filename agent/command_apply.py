@@ -165,17 +165,18 @@ class CommandApplier:
             if not await asyncio.to_thread(self.agent.forecaster.revert):
                 raise CommandRejected("no previous model to roll back to")
             return
-        path, digest = await asyncio.to_thread(self._rollback_file, cmd.to_version)
+        path, digest = await asyncio.to_thread(self._rollback_file, cmd.to_version, cmd.sha256)
         if not await asyncio.to_thread(self.agent.forecaster.swap, str(path), digest):
             raise CommandRejected(f"rollback to {cmd.to_version} rejected: {self.agent.forecaster.last_error}")
 
-    def _rollback_file(self, to_version: str):
-        """The kept or fetched file of `to_version`; a miss is logged and refuses the command."""
+    def _rollback_file(self, to_version: str, sha256: str = ""):
+        """The kept or fetched file of `to_version` (of checksum `sha256` when given); a miss is logged and
+        refuses the command."""
         holder = self.agent.forecaster
         current = getattr(getattr(holder.current, "model", None), "path", None)
         try:
             return find_rollback(to_version, self.agent.cfg.state_dir / "models",
-                                 str(current) if current else None, self._registry())
+                                 str(current) if current else None, self._registry(), expected_sha256=sha256)
         except RollbackError as e:
             log.error("rollback to model %s not possible, keeping %s: %s", to_version, holder.source, e)
             raise CommandRejected(f"rollback to {to_version}: {e}") from None

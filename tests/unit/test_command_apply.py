@@ -149,3 +149,17 @@ async def test_rollback_to_a_version_no_longer_kept_comes_from_the_registry(agen
     await applier(protocol.ModelRollback(to_version="1", **HDR))
     assert Path(running_path(agent)).name.startswith("pspe-forecaster-v1-")
     assert ("/api/2.0/mlflow/model-versions/get", "") in _Registry.seen
+
+
+async def test_rollback_with_a_checksum_loads_only_a_file_that_has_it(agent, caplog):
+    applier = CommandApplier(agent)
+    models = agent.cfg.state_dir / "models"
+    v2, v3 = keep_version(models, 2), keep_version(models, 3)
+    sha = hashlib.sha256(v3.read_bytes()).hexdigest()
+    await applier(protocol.ModelPromoted(model_uri=str(v3), version="3", sha256=sha, **HDR))
+    with caplog.at_level(logging.ERROR, logger="pspe.commands"):
+        with pytest.raises(CommandRejected, match="not the command's"):
+            await applier(protocol.ModelRollback(to_version="2", sha256="0" * 64, **HDR))
+    assert "rollback to model 2 not possible" in caplog.text and running_path(agent) == str(v3)
+    await applier(protocol.ModelRollback(to_version="2", sha256=sha, **HDR))
+    assert running_path(agent) == str(v2)
