@@ -70,6 +70,10 @@ class PolicySection:
     mem_peak_half_life_seconds: float = 7 * 86400.0
     mem_peak_margin: float = 1.0
     mem_cooldown_down_seconds: float = 6 * 3600.0  # the memory cap waits at least this long to come down
+    # A new session's memory has not shown its range yet (on Bitbrains, half the OOM kills of a month
+    # came in a VM's first day, at 2-3x the peak seen so far): its memory cap does not come down
+    # before it is this old. It may go up at any time.
+    mem_warmup_seconds: float = 48 * 3600.0
     # Online conformal correction (agent/conformal.py): per session, each level's margin adapts so
     # its share of steps with demand at or above it tracks the target below (0: no correction).
     conformal: bool = True
@@ -197,8 +201,9 @@ def _validate(cfg: Config) -> None:
         (0 <= cfg.policy.burst_fraction <= 1, "[policy] burst_fraction must be in [0, 1]"),
         (cfg.policy.hysteresis >= 0, "[policy] hysteresis must be >= 0"),
         (min(cfg.policy.mem_peak_half_life_seconds, cfg.policy.mem_peak_margin,
-             cfg.policy.mem_cooldown_down_seconds) >= 0,
-         "[policy] mem_peak_half_life_seconds, mem_peak_margin and mem_cooldown_down_seconds must be >= 0"),
+             cfg.policy.mem_cooldown_down_seconds, cfg.policy.mem_warmup_seconds) >= 0,
+         "[policy] mem_peak_half_life_seconds, mem_peak_margin, mem_cooldown_down_seconds and "
+         "mem_warmup_seconds must be >= 0"),
         (all(0 <= x < 1 for x in (cfg.policy.cpu_cap_miss, cfg.policy.cpu_share_miss, cfg.policy.mem_cap_miss,
                                   cfg.policy.mem_share_miss)), "[policy] *_miss targets must be in [0, 1)"),
         (cfg.policy.conformal_gain >= 0 and cfg.policy.conformal_step_seconds > 0,

@@ -13,8 +13,9 @@ For each of cpu_limit, cpu_request, mem_limit, mem_request (agent/limits.py):
   5 bounds         the session's [min, max] inside the fleet-wide one; request <= limit
   6 hysteresis     a relative change under `hysteresis` keeps the old value
   7 cooldown       a change waits cooldown_{up,down}_seconds after the last change of that field
-                   (a memory cap's decrease at least mem_cooldown_down_seconds); a memory shrink
-                   the kernel refused (EBUSY) waits cooldown_down_seconds before its retry
+                   (a memory cap's decrease at least mem_cooldown_down_seconds, and none before the
+                   session is mem_warmup_seconds old); a memory shrink the kernel refused (EBUSY)
+                   waits cooldown_down_seconds before its retry
   8 CPU burst      burst_fraction of the quota
 Steps 6 and 7 never hold a value under the usage floor or outside the bounds. Every time
 is a float `now` passed in, so the agent loop and the replay simulator (any step size)
@@ -179,6 +180,10 @@ def _settle(name: str, level: str, target: float, why: tuple[str, float], old: f
         if left > 0:
             return old, Hold(f"{name} hold: cooldown ", expiry,
                               f"s left ({'up' if up else 'down'} to {r.fmt(target)})")
+        if not up and name == "mem_limit":
+            left, expiry = clock.waited(now, memo.started_at, cfg.mem_warmup_seconds)
+            if left > 0:
+                return old, Hold(f"{name} hold: warm-up ", expiry, f"s left (down to {r.fmt(target)})")
     memo.refused_at.pop(name, None)           # this proposal is the retry
     return target, f"{name} {'up' if up else 'down'}: {r.describe(level, why)}"
 

@@ -34,13 +34,14 @@ class PolicyMemo:
     conformal: Conformal | None = None  # per-level log-factors, created on first use
     mem_peak: float = 0.0              # bytes, at mem_peak_at; decays with [policy] mem_peak_half_life_seconds
     mem_peak_at: float | None = None
+    started_at: float | None = None    # when the session was first seen (the memory cap's warm-up runs from it)
     answer: "Answer | None" = field(default=None, compare=False, repr=False)  # decide's last answer
 
     @classmethod
     def started(cls, now: float) -> "PolicyMemo":
         """A new or re-adopted session counts as just changed: no decrease before the cooldown has run,
         so a session is never shrunk on its first sample, before it has allocated what it came for."""
-        return cls(last_up={name: now for name in LEVEL_FIELDS})
+        return cls(last_up={name: now for name in LEVEL_FIELDS}, started_at=now)
 
     def last_change(self, name: str) -> float | None:
         times = [t for t in (self.last_up.get(name), self.last_down.get(name)) if t is not None]

@@ -101,6 +101,33 @@ def test_a_started_session_is_not_shrunk_before_the_cooldown():
     assert p.limits.mem_limit == 8 * GIB and p.limits.cpu_limit == pytest.approx(1.15)   # CPU: 30 s cooldown
 
 
+
+def test_a_new_session_s_memory_cap_goes_up_at_once_but_comes_down_only_after_the_warm_up():
+    cfg = PolicySection(mem_peak_half_life_seconds=0, conformal=False, cooldown_down_seconds=30.0,
+                        mem_cooldown_down_seconds=3600.0, mem_warmup_seconds=DAY)
+    memo = PolicyMemo.started(0.0)
+    start = Limits(cpu_request=1.0, cpu_limit=1.0, mem_request=1 * GIB, mem_limit=1 * GIB)
+    up = decide(300.0, pred(mem=(2 * GIB, 3 * GIB)), start, (0.2, 100 * MIB), Bounds(), cfg, memo)
+    assert up.limits.mem_limit > 3 * GIB                              # never delayed
+    held = decide(7200.0, pred(), up.limits, (0.2, 100 * MIB), Bounds(), cfg, memo)
+    assert held.limits.mem_limit == up.limits.mem_limit               # cooldown over, warm-up not
+    assert any(r.startswith(f"mem_limit hold: warm-up {DAY - 7200.0:.0f}s left") for r in held.reasons)
+    assert held.limits.mem_request < up.limits.mem_request            # only the hard limit waits
+    after = decide(DAY, pred(), held.limits, (0.2, 100 * MIB), Bounds(), cfg, memo)
+    assert after.limits.mem_limit < up.limits.mem_limit
+
+
+def test_no_warm_up_for_a_memo_without_a_start_or_when_turned_off():
+    cfg = PolicySection(mem_peak_half_life_seconds=0, conformal=False, mem_cooldown_down_seconds=0.0,
+                        cooldown_down_seconds=0.0, mem_warmup_seconds=0.0)
+    big = Limits(cpu_request=4.0, cpu_limit=4.0, mem_request=8 * GIB, mem_limit=8 * GIB)
+    p = decide(300.0, pred(), big, (0.2, 100 * MIB), Bounds(), cfg, PolicyMemo.started(0.0))
+    assert p.limits.mem_limit < 8 * GIB
+    warm = PolicySection(mem_peak_half_life_seconds=0, conformal=False, mem_cooldown_down_seconds=0.0,
+                         cooldown_down_seconds=0.0)
+    assert decide(300.0, pred(), big, (0.2, 100 * MIB), Bounds(), warm, PolicyMemo()).limits.mem_limit < 8 * GIB
+
+
 # the conformal step in the chain ------------------------------------------------------------
 
 def test_misses_raise_the_cap_above_forecast_plus_margin_and_say_so():

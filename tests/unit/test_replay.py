@@ -74,9 +74,21 @@ def test_memory_above_the_hard_limit_is_an_oom_kill_and_the_agent_bumps():
     mem = np.full(n, 1.0 * GIB)
     mem[200:] = 3.0 * GIB             # a jump no point forecast saw coming
     cpu = np.full(n, 0.2)
-    (row,) = replay([series("a", cpu, mem)], baseline_run("lv", LastValue, replay_policy()))
+    no_warmup = replay_policy(mem_warmup_seconds=0.0)
+    (row,) = replay([series("a", cpu, mem)], baseline_run("lv", LastValue, no_warmup))
     assert row["oom_kills"] >= 1
     assert row["oom_kills"] <= 3      # the bumped sample raises the limit within a few steps
+
+
+def test_the_memory_warm_up_keeps_a_new_session_at_its_start_size():
+    """The same jump in the session's first day: its cap has not come down yet, so no kill."""
+    n = 300
+    mem = np.full(n, 1.0 * GIB)
+    mem[200:] = 3.0 * GIB
+    cpu = np.full(n, 0.2)
+    (row,) = replay([series("a", cpu, mem)], baseline_run("lv", LastValue, replay_policy()))
+    assert replay_policy().mem_warmup_seconds > n * 300
+    assert row["oom_kills"] == 0
 
 
 def test_throttled_cpu_is_seen_at_the_cap():
