@@ -97,6 +97,11 @@ class ForecastSection:
     model_sha256: str = ""                # expected checksum of model_path ("" = not checked)
     registry_uri: str = ""                # MLflow server (http://host:5000) promoted models are fetched from
                                           # (agent/model_fetch.py); "" = only local model paths are loaded
+    # Each session's median: the model's, or a simple rule on its own steps (last value, median of
+    # the newest 3, 12, 36), whichever was closest for it lately (agent/point_select.py); the scores'
+    # half-life in model steps (288 = a day of 5-min steps).
+    point_select: bool = True
+    point_half_life_steps: float = 288.0
 
 
 @dataclass
@@ -206,6 +211,7 @@ def _validate(cfg: Config) -> None:
          "mem_warmup_seconds must be >= 0"),
         (all(0 <= x < 1 for x in (cfg.policy.cpu_cap_miss, cfg.policy.cpu_share_miss, cfg.policy.mem_cap_miss,
                                   cfg.policy.mem_share_miss)), "[policy] *_miss targets must be in [0, 1)"),
+        (cfg.forecast.point_half_life_steps > 0, "[forecast] point_half_life_steps must be > 0"),
         (cfg.policy.conformal_gain >= 0 and cfg.policy.conformal_step_seconds > 0,
          "[policy] need conformal_gain >= 0 and conformal_step_seconds > 0"),
         (0 < cfg.policy.conformal_min <= 1 <= cfg.policy.conformal_max,

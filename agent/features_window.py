@@ -60,6 +60,13 @@ def build_batch(spec: FeatureSpec, items: Sequence[tuple[Mapping[str, np.ndarray
 
     Per item only the tails are copied; everything else is vectorised over the batch.
     """
+    return build_batch_arrays(spec, *batch_tails(spec, items), lag_raw)
+
+
+def batch_tails(spec: FeatureSpec, items: Sequence[tuple[Mapping[str, np.ndarray], np.ndarray]]
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The newest `window` steps of each (series, times) item as `build_batch_arrays` takes them:
+    times [B, window], values [B, inputs, window], NaN where an item is shorter."""
     B, W, M = len(items), spec.window, len(spec.inputs)
     tail_t = np.full((B, W), np.nan)
     tail_v = np.full((B, M, W), np.nan)      # metric-major: reductions run along contiguous time
@@ -74,7 +81,7 @@ def build_batch(spec: FeatureSpec, items: Sequence[tuple[Mapping[str, np.ndarray
             col = _column(series, name, t.size, required=j < len(spec.metrics))
             if col is not None:
                 dst[j, W - n:] = col[-n:]
-    return build_batch_arrays(spec, tail_t, tail_v, lag_raw)
+    return tail_t, tail_v
 
 
 def build_batch_arrays(spec: FeatureSpec, tail_t: np.ndarray, tail_v: np.ndarray,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from agent.downsample import StepAggregator
+from agent.point_select import NEVER
 from agent.features import FeatureSpec
 from agent.forecast import ForecastInput
 from agent.state import Sample, SessionState
@@ -51,6 +52,8 @@ def benchmark_inference_us(forecaster: OnnxForecaster, batch: int = 1000, repeat
 
     def step_tick() -> None:
         forecaster._cache.clear()   # every session has a new step, as at a step boundary
+        if forecaster.selector is not None:
+            forecaster.selector.newest[:] = NEVER   # and its median choice scores that step again
         forecaster.predict(now, inputs)
 
     forecaster.predict(now, inputs)

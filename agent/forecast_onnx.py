@@ -21,13 +21,15 @@ from typing import Sequence
 import numpy as np
 
 from agent.downsample import StepAggregator, exact_layout, gather_windows
-from agent.features import FeatureSpec, build_batch, build_batch_arrays, calibrate, unscale
+from agent.features import FeatureSpec, build_batch_arrays, calibrate, unscale
+from agent.features_window import batch_tails
 from agent.forecast import DEFAULT_LOOKAHEAD_STEPS, ForecastInput, quantile_pick, reduce_output
 from agent.forecast_bench import benchmark_inference_us, synthetic_inputs
 from agent.forecast_heuristic import WindowQuantileForecaster
 from agent.lag_history import gather_lags
 from agent.model_load import (REQUIRED_TARGETS, SPEC_METADATA_KEY, LoadedModel, ModelRejected, check_signature,
                               load_model, probe_batch, read_spec)
+from agent.point_select import PointSelector, candidates, with_point
 from agent.prediction import Prediction, ResourcePrediction
 
 # loading and the benchmark helpers moved out; their names still import from here
@@ -42,7 +44,8 @@ class OnnxForecaster:
     def __init__(self, model_path: str | Path, central_q: float = 0.5, upper_q: float = 0.99, *,
                  fallback: WindowQuantileForecaster | None = None, expected_sha256: str | None = None,
                  lookahead_steps: int = DEFAULT_LOOKAHEAD_STEPS, threads: int = 1,
-                 step_seconds: float | None = None, log: logging.Logger | None = None) -> None:
+                 step_seconds: float | None = None, log: logging.Logger | None = None,
+                 point_select: bool = True, point_half_life_steps: float = 288.0) -> None:
         self.model = self._load_model(model_path, expected_sha256=expected_sha256, threads=threads,
                                       step_seconds=step_seconds)
         self.spec: FeatureSpec = self.model.spec
@@ -55,6 +58,10 @@ class OnnxForecaster:
         self.runs_total = 0
         self._cache: dict[str, tuple[float, Answer | None]] = {}        # session -> (step time, answer)
         self._layouts: dict[tuple, bool] = {}                             # StepAggregator layouts that fit
+        # the median each session gets: the model's or a rule's on its own steps (agent/point_select.py)
+        self.selector = (PointSelector(self.spec.horizons, len(self.spec.targets), point_half_life_steps)
+                         if point_select and 0.5 in self.spec.quantiles else None)
+        self._target_rows = [self.spec.inputs.index(t) for t in self.spec.targets]
         for q in (self.central_q, self.upper_q):
             i, j, _ = quantile_pick(self.spec.quantiles, q)
             if i == j and self.spec.quantiles[i] != q:
@@ -100,6 +107,8 @@ class OnnxForecaster:
         if to_run:
             self._run(batch, to_run, answers, reasons, cache)
         self._cache = cache   # sessions that left the batch drop out here
+        if self.selector is not None and len(self.selector.rows) > len(cache):
+            self.selector.retain(cache)
         return self._assemble(now, batch, answers, reasons)
 
     def _fits(self, steps: StepAggregator) -> bool:
@@ -109,29 +118,37 @@ class OnnxForecaster:
             ok = self._layouts[layout] = steps.matches(self.spec)
         return ok
 
-    def _windows(self, steps: list[StepAggregator]) -> tuple[np.ndarray, np.ndarray]:
-        """The batch's inputs: straight from the step rings when every session keeps exactly the
-        spec's window (the usual case, one pass for all), else session by session."""
+    def _windows(self, steps: list[StepAggregator]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The batch's inputs, and the step times and values they came from: straight from the step
+        rings when every session keeps exactly the spec's window (the usual case, one pass for
+        all), else session by session."""
         spec = self.spec
         exact = exact_layout(spec)
         if all(s.layout is exact for s in steps):
             times, values = gather_windows(steps)
-            lags = gather_lags([s.lags for s in steps], spec, times[:, -1]) if spec.lags else None
-            return build_batch_arrays(spec, times, values, lags)
-        lags = None
-        if spec.lags:
-            end = np.array([s.last_step_time for s in steps], dtype=np.float64)
-            lags = gather_lags([s.lags for s in steps], spec, end)
-        return build_batch(spec, [s.series() for s in steps], lags)
+        else:
+            times, values = batch_tails(spec, [s.series() for s in steps])
+        lags = gather_lags([s.lags for s in steps], spec, times[:, -1]) if spec.lags else None
+        return (*build_batch_arrays(spec, times, values, lags), times, values)
+
+    def _point(self, ids: list[str], y: np.ndarray, times: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """y [B, H, Q, T] natural units, its median replaced by each session's chosen point."""
+        tail = values[:, self._target_rows, :]                                 # [B, T, W]
+        med = y[:, :, self.spec.quantiles.index(0.5), :]
+        step = np.rint(times[:, -1] / self.spec.step_seconds).astype(np.int64)
+        point = self.selector.choose(ids, step, tail[:, :, -1], candidates(med, tail))
+        return with_point(y, self.spec.quantiles, point)
 
     def _run(self, batch, to_run, answers, reasons, cache) -> None:
         try:  # whatever goes wrong here costs this tick's model answers, never the tick
-            x, scale = self._windows([batch[i].steps for i in to_run])
+            x, scale, times, values = self._windows([batch[i].steps for i in to_run])
             (y,) = self.model.session.run(["q"], {"x": x})
             self.runs_total += 1
             y = calibrate(self.spec, y)
-            central, upper = reduce_output(self.spec, unscale(self.spec, y.astype(np.float64), scale),
-                                           self.central_q, self.upper_q, self.lookahead_steps)
+            natural = unscale(self.spec, y.astype(np.float64), scale)
+            if self.selector is not None:
+                natural = self._point([batch[i].state.session_id for i in to_run], natural, times, values)
+            central, upper = reduce_output(self.spec, natural, self.central_q, self.upper_q, self.lookahead_steps)
         except Exception:
             self.log.exception("model %s failed on a batch of %d", self.source, len(to_run))
             for i in to_run:

@@ -98,6 +98,8 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--no-ets", action="store_true", help="skip the AutoETS baseline (slowest)")
     p.add_argument("--forecast-only", action="store_true", help="forecast accuracy only, no replay")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (hosts evaluated in parallel)")
+    p.add_argument("--no-point-select", action="store_true",
+                   help="the net's median alone, in accuracy and replay (the agent's [forecast] point_select = false)")
     p.add_argument("--full-json", default="", help="also write everything (per horizon, totals) to this file")
     p.set_defaults(func=cmd_evaluate)
 
@@ -110,7 +112,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     opts = EvalOptions(traces=args.traces, model_path=args.model, limit=args.limit, days=args.days,
                        origin_stride=args.origin_stride, host_size=args.host_size, ets=not args.no_ets, jobs=args.jobs,
-                       replay=not args.forecast_only)
+                       replay=not args.forecast_only, point_select=not args.no_point_select)
     err = Console(stderr=True)
     with progress_reporter(err, "series") as progress:   # a bar on a terminal, else plain lines on stderr
         result = evaluate_dir(opts, progress=progress)

@@ -35,7 +35,10 @@ class AccuracySums:
         self.abs_err = np.zeros((H, T))      # |y - median|
         self.abs_y = np.zeros((H, T))
         self.pin = np.zeros((H, Q, T))
-        self.covered = np.zeros((H, Q, T))
+        self.covered = np.zeros((H, Q, T))   # y <= q
+        # y < q: on quantized data (CPU readings repeat exactly) a correct quantile q of level L has
+        # P(y < q) <= L <= P(y <= q), so the two shares bound its coverage from both sides
+        self.covered_lt = np.zeros((H, Q, T))
         self.n = np.zeros((H, T))
 
     def add(self, y: np.ndarray, q: np.ndarray) -> None:
@@ -50,10 +53,12 @@ class AccuracySums:
             okq = ok
             self.pin[:, k] += np.where(okq, pinball(yz, qz[:, :, k], level), 0.0).sum(axis=0)
             self.covered[:, k] += np.where(okq, yz <= qz[:, :, k], False).sum(axis=0)
+            self.covered_lt[:, k] += np.where(okq, yz < qz[:, :, k], False).sum(axis=0)
         self.n += ok.sum(axis=0)
 
     def report(self) -> dict:
-        """{target: {"wape": [H], "pinball": {q: [H]}, "coverage": {q: [H]}, "n": [H]}} (pinball / mean |y|)."""
+        """{target: {"wape": [H], "pinball": {q: [H]}, "coverage": {q: [H]} (y <= q), "coverage_below":
+        {q: [H]} (y < q), "n": [H]}} (pinball / mean |y|)."""
         out = {}
         with np.errstate(invalid="ignore", divide="ignore"):
             for j, t in enumerate(self.targets):
@@ -65,6 +70,8 @@ class AccuracySums:
                     "pinball": {str(q): _list(self.pin[:, k, j] / scale) for k, q in enumerate(self.levels)},
                     "coverage": {str(q): _list(self.covered[:, k, j] / self.n[:, j])
                                  for k, q in enumerate(self.levels)},
+                    "coverage_below": {str(q): _list(self.covered_lt[:, k, j] / self.n[:, j])
+                                       for k, q in enumerate(self.levels)},
                     "n": [int(x) for x in self.n[:, j]],
                 }
         return out

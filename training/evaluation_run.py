@@ -20,6 +20,7 @@ import numpy as np
 from training.baselines import default_rules
 from training.data import Series, series_from_bitbrains
 from training.evaluate import AccuracySums, ets_forecasts, model_forecasts, origins, rule_forecasts, truth
+from training.evaluate_point import selected_forecasts
 from training.evaluation_report import format_table, json_summary  # noqa: F401  (re-exported)
 from training.policies import BASELINES, standard_runs
 from training.replay import PolicyRun, provisioned, replay_host
@@ -42,6 +43,8 @@ class EvalOptions:
     ets: bool = True
     jobs: int = 1                    # worker processes, one host's files each
     replay: bool = True              # False: forecast accuracy only (minutes instead of most of an hour)
+    point_select: bool = True        # the model's median chosen per session as the agent does; the net's
+                                     # own forecasts are scored too, as "<model_name>_net"
 
 
 def truncate(s: Series, days: float | None) -> Series:
@@ -64,10 +67,12 @@ class Evaluation:
         self.opts = opts
         self.run_model, self.spec = _onnx_runner(opts.model_path)
         acc_spec = self.spec
+        self.net_name = f"{opts.model_name}_net" if opts.point_select else None
         self.sums = {name: AccuracySums(acc_spec.horizons, acc_spec.quantiles, acc_spec.targets)
-                     for name in (opts.model_name, *FORECASTERS, *(("autoets",) if opts.ets else ()))}
+                     for name in (opts.model_name, *((self.net_name,) if self.net_name else ()), *FORECASTERS,
+                                  *(("autoets",) if opts.ets else ()))}
         self.runs = (list(runs) if runs is not None else
-                     standard_runs(opts.model_path, opts.model_name) if opts.replay else [])
+                     standard_runs(opts.model_path, opts.model_name, opts.point_select) if opts.replay else [])
         self.rows: dict[str, list[dict]] = {r.name: [] for r in self.runs}
         self.per_series: dict[str, list[tuple[float, float]]] = {}
         self.series = 0
@@ -81,7 +86,12 @@ class Evaluation:
                 continue
             y = truth(spec, s, ends)
             cap = np.array(provisioned(s, _policy()))
-            self._add(self.opts.model_name, y, model_forecasts(self.run_model, spec, s, ends))
+            if self.net_name:
+                served, net = selected_forecasts(self.run_model, spec, s, ends)
+                self._add(self.opts.model_name, y, served)
+                self._add(self.net_name, y, net)
+            else:
+                self._add(self.opts.model_name, y, model_forecasts(self.run_model, spec, s, ends))
             for name in FORECASTERS:
                 self._add(name, y, rule_forecasts(rules[name], s, spec, ends, cap))
             if self.opts.ets:
@@ -101,7 +111,7 @@ class Evaluation:
         """Add what another process measured on other files (see `_chunk`)."""
         for name, sums in part["sums"].items():
             mine = self.sums[name]
-            for f in ("abs_err", "abs_y", "pin", "covered", "n"):
+            for f in ("abs_err", "abs_y", "pin", "covered", "covered_lt", "n"):
                 setattr(mine, f, getattr(mine, f) + getattr(sums, f))
         for name, rows in part["rows"].items():
             self.rows[name].extend(rows)
@@ -142,6 +152,7 @@ class Evaluation:
                 "wape_5min_iqm": _iqm(per[:, 0]), "wape_1h_iqm": _iqm(per[:, 1]),
                 "wape_5min_pooled": at(cpu["wape"], 1), "wape_1h_pooled": at(cpu["wape"], 12),
                 "coverage": {q: float(np.nanmean(v)) for q, v in cpu["coverage"].items()},
+                "coverage_below": {q: float(np.nanmean(v)) for q, v in cpu["coverage_below"].items()},
                 "pinball": {q: float(np.nanmean(v)) for q, v in cpu["pinball"].items()},
                 "mem_wape_5min": at(rep["mem_bytes"]["wape"], 1) if "mem_bytes" in rep else math.nan,
                 "by_horizon": rep,

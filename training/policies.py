@@ -51,8 +51,10 @@ def baseline_run(name: str, rule_factory: Callable[[], Rule], cfg: PolicySection
     return PolicyRun(name, make, cfg)
 
 
-def model_run(name: str, model_path: str, cfg: PolicySection, lookahead_steps: int = 3) -> PolicyRun:
-    """The learned model through the agent's own loader (the bundled model when `model_path` is "")."""
+def model_run(name: str, model_path: str, cfg: PolicySection, lookahead_steps: int = 3,
+              point_select: bool = True) -> PolicyRun:
+    """The learned model through the agent's own loader (the bundled model when `model_path` is "");
+    `point_select`: the agent's [forecast] point_select (each session's median chosen)."""
     from agent.forecast import load_forecaster
 
     def make(caps: dict[str, np.ndarray]):
@@ -60,6 +62,7 @@ def model_run(name: str, model_path: str, cfg: PolicySection, lookahead_steps: i
         conf.policy = cfg
         conf.agent.tick_seconds = REPLAY_TICK_SECONDS
         conf.forecast.model_path = model_path
+        conf.forecast.point_select = point_select
         conf.forecast.window_seconds = 3 * REPLAY_TICK_SECONDS   # heuristic fallback: the last 3 steps
         fc = load_forecaster(model_path, conf, logging.getLogger("pspe.replay"))
         if getattr(fc, "spec", None) is None:
@@ -85,11 +88,11 @@ def named_baseline(kind: str, name: str | None = None, **overrides) -> PolicyRun
     return baseline_run(name or kind, rule, baseline_policy(**(own | overrides)))
 
 
-def standard_runs(model_path: str = "", model_name: str = "model") -> list[PolicyRun]:
+def standard_runs(model_path: str = "", model_name: str = "model", point_select: bool = True) -> list[PolicyRun]:
     return [
-        model_run(model_name, model_path, replay_policy()),
+        model_run(model_name, model_path, replay_policy(), point_select=point_select),
         model_run(f"{model_name}_plain_p90_m30", model_path,
-                  replay_policy(upper_quantile=0.9, cpu_margin=0.3, conformal=False)),
+                  replay_policy(upper_quantile=0.9, cpu_margin=0.3, conformal=False), point_select=point_select),
         *(named_baseline(kind) for kind in BASELINES),
     ]
 

@@ -116,7 +116,7 @@ def test_a_version_2_model_serves_sessions_in_numpy_as_with_onnxruntime(tmp_path
     for a, b in zip(pn, po):
         assert a.source == n.source and a.cpu.upper == pytest.approx(b.cpu.upper, rel=1e-4)
         assert a.mem.central == pytest.approx(b.mem.central, rel=1e-4)
-    x, _ = n._windows([s.steps for s in sessions])
+    x = n._windows([s.steps for s in sessions])[0]
     lag_cols = [i for i, name in enumerate(spec.lag_columns, start=len(spec.inputs))]
     assert (x[:, :, lag_cols] > 0).all() and (x[:, :, -2] == 0).all()   # a week of history: every lag there
 
