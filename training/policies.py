@@ -5,7 +5,9 @@ they differ only in the forecaster and in margins/quantiles, which is how the
 baselines' own rules are expressed:
 - model: the learned ONNX forecaster via agent/forecast.py `load_forecaster`, agent defaults
   (cap on p90 + 15 % with the per-session conformal correction aiming at 1 % of steps at the
-  cap, guaranteed share on p50 + 15 %, memory cap above twice its decaying recent peak);
+  cap, guaranteed share on p50 + 15 % with each session's median chosen online, memory cap above
+  twice its decaying recent peak and not down in a session's first 48 h);
+  model_net: the same with the net's own median (no per-session choice, agent/point_select.py);
   model_plain_p90_m30: the same model and memory policy, the cap on p90 + 30 % without the
   conformal correction (the agent's previous way);
 - vpa: decaying-histogram p90 with a 15 % margin (p90 x 1.15), 24 h half-life, hourly refresh;
@@ -89,8 +91,12 @@ def named_baseline(kind: str, name: str | None = None, **overrides) -> PolicyRun
 
 
 def standard_runs(model_path: str = "", model_name: str = "model", point_select: bool = True) -> list[PolicyRun]:
+    # with point selection on, the same defaults on the net's own median too ("<model>_net"): what the
+    # choice of each session's median changes in the replay
+    net = [model_run(f"{model_name}_net", model_path, replay_policy(), point_select=False)] if point_select else []
     return [
         model_run(model_name, model_path, replay_policy(), point_select=point_select),
+        *net,
         model_run(f"{model_name}_plain_p90_m30", model_path,
                   replay_policy(upper_quantile=0.9, cpu_margin=0.3, conformal=False), point_select=point_select),
         *(named_baseline(kind) for kind in BASELINES),

@@ -47,13 +47,13 @@ def test_evaluate_command_on_a_cut_prints_the_json_last(tmp_path, tiny_model, ca
     out = capsys.readouterr().out.strip().splitlines()
     summary = json.loads(out[-1])
     assert summary["series"] == 3 and summary["model"] == "model"
-    assert set(summary["policies"]) == {"model", "model_plain_p90_m30", "vpa", "window_peak", "last_value", "ewma",
-                                        "static"}
+    assert set(summary["policies"]) == {"model", "model_net", "model_plain_p90_m30", "vpa", "window_peak",
+                                        "last_value", "ewma", "static"}
     for p in summary["policies"].values():
         assert set(p) >= {"cpu_slack", "cpu_under", "cpu_deficit", "mem_slack", "oom_kills", "changes_per_hour"}
         assert 0 <= p["cpu_slack"] <= 1 and 0 <= p["cpu_under"] <= 1
     assert summary["policies"]["static"]["changes_per_hour"] == 0
-    assert set(summary["forecast"]) >= {"model", "last_value", "ewma", "seasonal_naive", "autoets", "vpa"}
+    assert set(summary["forecast"]) >= {"model", "model_net", "last_value", "ewma", "seasonal_naive", "autoets", "vpa"}
     f = summary["forecast"]["ewma"]
     assert f["wape_5min"] > 0 and set(f["coverage"]) == {"0.5", "0.9", "0.99"}
     assert any("policy" in line for line in out)   # the table came first
