@@ -9,7 +9,8 @@ For each of cpu_limit, cpu_request, mem_limit, mem_request (agent/limits.py):
   3 confidence     a young session (few samples) gets extra headroom; a young cap >= initial allocation
   3b recent peak   a memory cap >= the decaying recent peak x (1 + mem_peak_margin)
   4 usage floor    caps never below what is in use now (a memory cap stays headroom above it),
-                   nor the memory request; the CPU request may be (CPU is compressible)
+                   nor the memory request; the CPU request may be (CPU is compressible); a memory
+                   cap does not come down while the memory in use is unknown
   5 bounds         the session's [min, max] inside the fleet-wide one; request <= limit
   6 hysteresis     a relative change under `hysteresis` keeps the old value
   7 cooldown       a change waits cooldown_{up,down}_seconds after the last change of that field
@@ -17,7 +18,8 @@ For each of cpu_limit, cpu_request, mem_limit, mem_request (agent/limits.py):
                    session is mem_warmup_seconds old); a memory shrink the kernel refused (EBUSY)
                    waits cooldown_down_seconds before its retry
   8 CPU burst      burst_fraction of the quota
-Steps 6 and 7 never hold a value under the usage floor or outside the bounds. Every time
+Steps 6 and 7 never hold a value under the usage floor or outside the bounds; a value over
+the upper bound comes down to it at once, and only from there waits to go further. Every time
 is a float `now` passed in, so the agent loop and the replay simulator (any step size)
 run the same code.
 
@@ -166,6 +168,13 @@ def _settle(name: str, level: str, target: float, why: tuple[str, float], old: f
         memo.refused_at.pop(name, None)
         return old, None
     up = target > old
+    if not up and old > r.hi and target < r.hi:
+        # over the bounds (a session adopted big, a lowered fleet max): down to the bound now; any
+        # further decrease waits like every other (cooldown, memory warm-up, unknown usage)
+        memo.refused_at.pop(name, None)
+        return r.hi, f"{name} down: {r.describe(level, ('max', r.hi))}"
+    if not up and name == "mem_limit" and not finite(r.used) and r.lo <= old <= r.hi:
+        return old, f"{name} hold: usage unknown (down to {r.fmt(target)})"   # never cut memory blind
     if up:
         memo.refused_at.pop(name, None)       # a shrink is no longer wanted
     if clamp(floor, r.lo, r.hi) <= old <= r.hi:  # holding is safe: not under usage, inside bounds

@@ -128,6 +128,29 @@ def test_no_warm_up_for_a_memo_without_a_start_or_when_turned_off():
     assert decide(300.0, pred(), big, (0.2, 100 * MIB), Bounds(), warm, PolicyMemo()).limits.mem_limit < 8 * GIB
 
 
+
+def test_a_memory_cap_is_not_lowered_while_the_memory_in_use_is_unknown():
+    cfg = PolicySection(mem_peak_half_life_seconds=0, conformal=False, mem_cooldown_down_seconds=0.0,
+                        cooldown_down_seconds=0.0, mem_warmup_seconds=0.0)
+    big = Limits(cpu_request=4.0, cpu_limit=4.0, mem_request=8 * GIB, mem_limit=8 * GIB)
+    p = decide(300.0, pred(), big, (0.2, math.nan), Bounds(), cfg, PolicyMemo.started(0.0))
+    assert p.limits.mem_limit == 8 * GIB
+    assert any(r.startswith("mem_limit hold: usage unknown") for r in p.reasons)
+    known = decide(600.0, pred(), p.limits, (0.2, 100 * MIB), Bounds(), cfg, PolicyMemo.started(0.0))
+    assert known.limits.mem_limit < 8 * GIB
+
+
+def test_a_cap_over_the_bounds_comes_down_to_the_bound_first_then_waits():
+    cfg = PolicySection(mem_peak_half_life_seconds=0, conformal=False, mem_warmup_seconds=DAY)
+    huge = Limits(cpu_request=1.0, cpu_limit=1.0, mem_request=1 * GIB, mem_limit=500 * GIB)
+    memo = PolicyMemo.started(0.0)
+    p = decide(300.0, pred(), huge, (0.2, 100 * MIB), Bounds(mem_max=64 * GIB), cfg, memo)
+    assert p.limits.mem_limit == 64 * GIB                 # not straight to the forecast
+    assert any(r.startswith("mem_limit down: bound max") for r in p.reasons)
+    later = decide(7 * 3600.0, pred(), p.limits, (0.2, 100 * MIB), Bounds(mem_max=64 * GIB), cfg, memo)
+    assert later.limits.mem_limit == 64 * GIB            # the warm-up still holds it there
+
+
 # the conformal step in the chain ------------------------------------------------------------
 
 def test_misses_raise_the_cap_above_forecast_plus_margin_and_say_so():
