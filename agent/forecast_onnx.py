@@ -29,7 +29,7 @@ from agent.forecast_heuristic import WindowQuantileForecaster
 from agent.lag_history import gather_lags
 from agent.model_load import (REQUIRED_TARGETS, SPEC_METADATA_KEY, LoadedModel, ModelRejected, check_signature,
                               load_model, probe_batch, read_spec)
-from agent.point_select import PointSelector, candidates, with_point
+from agent.point_select import PointSelector, rule_points, with_point
 from agent.prediction import Prediction, ResourcePrediction
 
 # loading and the benchmark helpers moved out; their names still import from here
@@ -136,7 +136,7 @@ class OnnxForecaster:
         tail = values[:, self._target_rows, :]                                 # [B, T, W]
         med = y[:, :, self.spec.quantiles.index(0.5), :]
         step = np.rint(times[:, -1] / self.spec.step_seconds).astype(np.int64)
-        point = self.selector.choose(ids, step, tail[:, :, -1], candidates(med, tail))
+        point = self.selector.choose(ids, step, tail[:, :, -1], med, rule_points(tail))
         return with_point(y, self.spec.quantiles, point)
 
     def _run(self, batch, to_run, answers, reasons, cache) -> None:

@@ -42,14 +42,13 @@ def rule_points(tail: np.ndarray) -> np.ndarray:
     return out
 
 
-def candidates(model_median: np.ndarray, tail: np.ndarray) -> np.ndarray:
-    """model_median [B, H, T] and tail [B, T, W] -> every candidate's point forecast [B, C, H, T]
-    (a rule forecasts the same value at every horizon)."""
-    rules = rule_points(tail)                                   # [B, R, T]
+def candidates(model_median: np.ndarray, rules: np.ndarray) -> np.ndarray:
+    """model_median [B, H, T] and rules [B, R, T] (`rule_points`) -> every candidate's point
+    forecast [B, H, C, T] (a rule forecasts the same value at every horizon)."""
     B, H, T = model_median.shape
-    out = np.empty((B, len(CANDIDATES), H, T))
-    out[:, 0] = model_median
-    out[:, 1:] = rules[:, :, None, :]
+    out = np.empty((B, H, len(CANDIDATES), T))
+    out[:, :, 0] = model_median
+    out[:, :, 1:] = rules[:, None]
     return out
 
 
@@ -117,24 +116,24 @@ class PointSelector:
             self._free.append(self.rows.pop(sid))
 
     def choose(self, session_ids: Sequence[str], step: np.ndarray, actual: np.ndarray,
-               cands: np.ndarray) -> np.ndarray:
+               model_median: np.ndarray, rules: np.ndarray) -> np.ndarray:
         """The point forecast to use, [B, H, T].
 
         step [B]: the number of each session's newest completed step (its start time / step size);
-        actual [B, T]: that step's values; cands [B, C, H, T]: `candidates(...)` made at that step.
-        A step seen before scores nothing again (the same step may be asked about twice).
+        actual [B, T]: that step's values; model_median [B, H, T] and rules [B, R, T]
+        (`rule_points`): the candidates made at that step. A step seen before scores nothing
+        again (the same step may be asked about twice).
         """
         rows = np.fromiter((self._row(s) for s in session_ids), dtype=np.int64, count=len(session_ids))
         step = np.asarray(step, dtype=np.int64)
         fresh = step > self.newest[rows]
         self._score(rows[fresh], step[fresh], np.asarray(actual, dtype=np.float64)[fresh])
-        cands = np.swapaxes(cands, 1, 2)                                         # [B, H, C, T]
-        at_anchors = cands[:, self._anchor_cols]                                 # [B, A, C, T]
+        at_anchors = candidates(model_median[:, self._anchor_cols], rules)      # [B, A, C, T]
         slot = step % self.depth
         self.past[rows, slot] = at_anchors
         self.past_step[rows, slot] = step
         self.newest[rows] = np.maximum(self.newest[rows], step)
-        return self._pick(rows, at_anchors, cands)
+        return self._pick(rows, at_anchors, model_median, rules)
 
     def _score(self, rows: np.ndarray, step: np.ndarray, actual: np.ndarray) -> None:
         if not rows.size:
@@ -149,15 +148,17 @@ class PointSelector:
         self.score[rows] = np.where(np.isnan(err), old, new)
         self.scored[rows] += due
 
-    def _pick(self, rows: np.ndarray, at_anchors: np.ndarray, cands: np.ndarray) -> np.ndarray:
+    def _pick(self, rows: np.ndarray, at_anchors: np.ndarray, model_median: np.ndarray,
+              rules: np.ndarray) -> np.ndarray:
         """-> [B, H, T]: at each horizon, the candidate scored lowest at its anchor (finite there and
-        here) once that anchor has min_errors scored steps, else the model's median."""
+        now) once that anchor has min_errors scored steps, else the model's median."""
         usable = np.where(np.isnan(at_anchors), np.inf, self.score[rows])
         usable[np.isnan(usable)] = np.inf
         best = np.argmin(usable, axis=2)[:, self._follow]                        # [B, H, T]
-        chosen = np.take_along_axis(cands, best[:, :, None], axis=2)[:, :, 0]
+        rule = np.take_along_axis(rules[:, None], np.maximum(best - 1, 0)[:, :, None], axis=2)[:, :, 0]
+        chosen = np.where(best == 0, model_median, rule)
         ready = (self.scored[rows] >= self.min_errors)[:, self._follow, None] & np.isfinite(chosen)
-        return np.where(ready, chosen, cands[:, :, 0])
+        return np.where(ready, chosen, model_median)
 
 
 def with_point(y: np.ndarray, quantiles: Sequence[float], point: np.ndarray) -> np.ndarray:

@@ -5,7 +5,8 @@ the net alone, a tick at a step boundary (windows from the StepAggregators + run
 + reduce), a tick between step boundaries (cached answers), and the window
 building alone: the one-pass path the forecaster takes (`gather_windows` +
 `build_batch_arrays`) against the per-session path it replaced (`series()` per
-session into `build_batch`), measured in the same run. CPU time, best of
+session into `build_batch`), measured in the same run; each runner with and
+without the per-session choice of the median (`*_net_median`). CPU time, best of
 `--repeats`, in microseconds per session.
 
     .venv/bin/python benchmarks/inference_cost.py --json
@@ -60,11 +61,13 @@ def main(argv: list[str] | None = None) -> int:
 
     model = args.model or str(BUNDLED_MODEL)
     result: dict = {"model": model, "batch": args.batch, "load_average_before": os.getloadavg()[0]}
-    runners = [("onnxruntime", OnnxForecaster)]
+    # each runner as the agent runs it (each session's median chosen, agent/point_select.py), and
+    # without that choice: what it costs, in the same run
+    runners = [("onnxruntime", OnnxForecaster, True), ("onnxruntime_net_median", OnnxForecaster, False)]
     if weights_path_for(model).is_file():
-        runners.insert(0, ("numpy", NumpyForecaster))
-    for name, cls in runners:
-        result[name] = measure(cls(model, threads=1), args.batch, args.repeats)
+        runners[:0] = [("numpy", NumpyForecaster, True), ("numpy_net_median", NumpyForecaster, False)]
+    for name, cls, select in runners:
+        result[name] = measure(cls(model, threads=1, point_select=select), args.batch, args.repeats)
         if not args.json:
             print(name, result[name])
     result["load_average_after"] = os.getloadavg()[0]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from agent.features import FeatureSpec
-from agent.point_select import PointSelector, candidates, with_point
+from agent.point_select import PointSelector, rule_points, with_point
 from training.data import Series
 from training.evaluate import model_forecasts
 from training.windows import series_inputs
@@ -28,11 +28,12 @@ def selected_forecasts(run_model, spec: FeatureSpec, s: Series, ends: np.ndarray
     values = np.stack([np.asarray(inputs[t], dtype=np.float64) for t in spec.targets])   # [T, n]
     idx = every[:, None] - (spec.window - 1) + np.arange(spec.window)[None, :]       # [N, W]
     tails = np.where(idx >= 0, values[:, np.clip(idx, 0, None)], np.nan).transpose(1, 0, 2)   # [N, T, W]
-    cands = candidates(q[:, :, spec.quantiles.index(0.5), :], tails)                 # [N, C, H, T]
+    med, rules = q[:, :, spec.quantiles.index(0.5), :], rule_points(tails)           # [N, H, T], [N, R, T]
     steps = np.rint(np.asarray(s.times, dtype=np.float64)[every] / spec.step_seconds).astype(np.int64)
     selector = PointSelector(spec.horizons, len(spec.targets), half_life_steps)
     point = np.empty((every.size, len(spec.horizons), len(spec.targets)))
     for k in range(every.size):             # in time order, one step at a time, as the agent does
-        point[k] = selector.choose((s.name,), steps[k:k + 1], tails[k:k + 1, :, -1], cands[k:k + 1])[0]
+        point[k] = selector.choose((s.name,), steps[k:k + 1], tails[k:k + 1, :, -1], med[k:k + 1],
+                                   rules[k:k + 1])[0]
     at = ends - ends[0]
     return with_point(q[at], spec.quantiles, point[at]), q[at]

@@ -24,8 +24,7 @@ def _walk(sel, values, model_point, sid="s"):
     for k, v in enumerate(values):
         tail = np.asarray(values[max(0, k - 47):k + 1], dtype=float)[None, None, :]
         med = np.full((1, len(H), 1), model_point(k))
-        c = candidates(med, tail)
-        out.append(sel.choose([sid], np.array([k]), np.array([[v]]), c)[0, 0, 0])
+        out.append(sel.choose([sid], np.array([k]), np.array([[v]]), med, rule_points(tail))[0, 0, 0])
     return np.array(out)
 
 
@@ -58,8 +57,7 @@ def test_sessions_keep_their_own_scores_and_a_step_is_scored_once():
     assert a[-1] == 10.0 and b[-1] == 20.0
     counts = sel.scored[sel.rows["a"]].copy()
     tail = np.full((1, 1, 20), 10.0)
-    c = candidates(np.full((1, len(H), 1), 20.0), tail)
-    sel.choose(["a"], np.array([19]), np.array([[10.0]]), c)      # the same step again
+    sel.choose(["a"], np.array([19]), np.array([[10.0]]), np.full((1, len(H), 1), 20.0), rule_points(tail))  # again
     assert (sel.scored[sel.rows["a"]] == counts).all()
 
 
@@ -76,11 +74,11 @@ def test_many_sessions_grow_the_tables():
     sel = PointSelector(H, 2, half_life_steps=50, min_errors=1)
     ids = [f"s{i}" for i in range(100)]
     tail = np.ones((100, 2, 10))
-    c = candidates(np.full((100, len(H), 2), 3.0), tail)
+    med, rules = np.full((100, len(H), 2), 3.0), rule_points(tail)
     for k in range(5):
-        out = sel.choose(ids, np.full(100, k), np.ones((100, 2)), c)
+        out = sel.choose(ids, np.full(100, k), np.ones((100, 2)), med, rules)
     assert out.shape == (100, len(H), 2) and (out == 1.0).all()
-    assert len(CANDIDATES) == c.shape[1]
+    assert candidates(med, rules).shape == (100, len(H), len(CANDIDATES), 2)
 
 
 def test_with_point_replaces_the_median_and_keeps_quantiles_ordered():
