@@ -2,9 +2,11 @@
 
 The run's data interval is the day: profiles are built for sessions that ended in it
 and sent none. The asset event carries the interval end, so the forecaster DAG that
-it triggers works on the same day without reading the clock. A day that ends with no
-session profile at all skips the task, and a skipped task records no asset event, so
-the forecaster does not retrain on a day that brought nothing new.
+it triggers works on the same day without reading the clock. A day that brought no
+telemetry and no session profile skips the task, and a skipped task records no asset
+event, so the forecaster does not retrain on a day that brought nothing new. A day of
+samples alone still announces: the forecaster trains on samples, and a fleet whose
+sessions run for weeks ends none of them on most days.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ SESSION_PROFILES = Asset(name="pspe_session_profiles", uri="pspe://store/session
 @dag(dag_id="pspe_profiles", schedule="@daily", start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
      catchup=False, max_active_runs=1, tags=["pspe"], doc_md=__doc__)
 def pspe_profiles():
-    # Skips on `total` (the day's profiles after the build), not on `built`: agents send most profiles
-    # themselves, so a busy day can build none here, and so does a retry after a build that committed.
+    # Skips on `total` (the day's profiles after the build) and `samples`, not on `built`: agents send
+    # most profiles themselves, so a busy day can build none here, and so does a retry after a build
+    # that committed.
     @task(outlets=[SESSION_PROFILES], retries=2, retry_delay=dt.timedelta(minutes=5))
     def build(data_interval_start=None, data_interval_end=None, outlet_events=None) -> dict:
         import os
@@ -30,9 +33,9 @@ def pspe_profiles():
         from profiles.build import build_profiles
 
         out = build_profiles(os.environ["PSPE_DATABASE_URL"], data_interval_start, data_interval_end)
-        if out["total"] == 0:
-            raise AirflowSkipException(f"no session profiles for {out['since']} .. {out['until']} "
-                                       f"(built {out['built']}): nothing new for the forecaster")
+        if out["total"] == 0 and not out["samples"]:
+            raise AirflowSkipException(f"no samples and no session profiles for {out['since']} .. "
+                                       f"{out['until']}: nothing new for the forecaster")
         outlet_events[SESSION_PROFILES].extra = {"until": data_interval_end.isoformat()}
         return out
 

@@ -55,10 +55,11 @@ class BuildResult:
     until: dt.datetime
     built: int            # profiles written by this call
     total: int            # profiles of sessions that ended in the interval, after it
+    samples: bool = False  # any telemetry sample in the interval (what the forecaster retrains on)
 
     def as_dict(self) -> dict:
         return {"since": self.since.isoformat(), "until": self.until.isoformat(), "built": self.built,
-                "total": self.total}
+                "total": self.total, "samples": self.samples}
 
 
 def build_missing_profiles(conn: psycopg.Connection, since: dt.datetime, until: dt.datetime,
@@ -75,7 +76,9 @@ def build_missing_profiles(conn: psycopg.Connection, since: dt.datetime, until: 
         built = cur.rowcount
         total = conn.execute("SELECT count(*) FROM session_profiles WHERE ended_at >= %s AND ended_at < %s",
                              (since, until)).fetchone()[0]
-    return BuildResult(since, until, built, int(total))
+        samples = conn.execute("SELECT EXISTS (SELECT 1 FROM samples WHERE t >= %s AND t < %s)",
+                               (since, until)).fetchone()[0]
+    return BuildResult(since, until, built, int(total), bool(samples))
 
 
 def run_interval(start: dt.datetime, end: dt.datetime, width: dt.timedelta = dt.timedelta(days=1)

@@ -26,12 +26,23 @@ def test_dags_parse_without_errors_or_heavy_imports(airflow):
     assert bag["heavy_imports"] == []
 
 
-def test_profiles_dag_skips_and_announces_nothing_on_a_day_without_profiles(airflow, pg_dsn):
-    seed_history(pg_dsn)   # samples, but no session ended: nothing to build, nothing sent
-    run = airflow("test", "pspe_profiles", "{}", UNTIL.isoformat(), env={"PSPE_DATABASE_URL": pg_dsn}, timeout=240)
+def test_profiles_dag_skips_and_announces_nothing_on_a_day_without_telemetry(airflow, pg_dsn):
+    seed_history(pg_dsn)                          # the schema, and samples around UNTIL only
+    quiet_day = UNTIL - dt.timedelta(days=200)
+    run = airflow("test", "pspe_profiles", "{}", quiet_day.isoformat(), env={"PSPE_DATABASE_URL": pg_dsn},
+                  timeout=240)
     assert run["state"] == "success", run
     assert run["tasks"] == {"build": "skipped"}, run
     assert run["asset_events"] == [], "no event: the forecaster is not triggered"
+
+
+def test_profiles_dag_announces_a_day_of_samples_without_ended_sessions(airflow, pg_dsn):
+    seed_history(pg_dsn)   # samples, but no session ended: nothing to build, yet new data to train on
+    run = airflow("test", "pspe_profiles", "{}", UNTIL.isoformat(), env={"PSPE_DATABASE_URL": pg_dsn}, timeout=240)
+    assert run["state"] == "success" and run["tasks"] == {"build": "success"}, run
+    build = run["xcom"]["build"]
+    assert (build["built"], build["total"], build["samples"]) == (0, 0, True)
+    assert [e["asset"] for e in run["asset_events"]] == ["pspe_session_profiles"]
 
 
 def test_profiles_dag_builds_the_days_profiles_and_announces_them(airflow, pg_dsn):
