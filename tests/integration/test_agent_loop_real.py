@@ -26,7 +26,7 @@ BURN = "import time\nwhile True: pass\n"
 
 
 def _cfg(tmp_path, parent, **policy):
-    pol = {"cooldown_down_seconds": 2.0, "mem_cooldown_down_seconds": 2.0, "initial_cpu": 0.2, "initial_memory": "64M", "young_samples": 4,
+    pol = {"cooldown_down_seconds": 2.0, "mem_cooldown_down_seconds": 2.0, "mem_warmup_seconds": 2.0, "initial_cpu": 0.2, "initial_memory": "64M", "young_samples": 4,
            "cpu_min": 0.05, "mem_min": "16M", "mem_max": "2G", "cpu_max": 1.9, "hysteresis": 0.1}
     pol.update(policy)
     return build_config({
