@@ -41,6 +41,20 @@ def measure(forecaster, batch: int, repeats: int) -> dict:
     out = {k: round(v, 2) for k, v in benchmark_inference_us(forecaster, batch, repeats).items()}
     steps = [inp.steps for inp in synthetic_inputs(forecaster.spec, batch)]
     out["windows_us_per_session"] = best_us(lambda: forecaster._windows(steps), batch, repeats)
+    if forecaster.selector is not None:   # the median choice alone (agent/point_select.py), as at a step boundary
+        import numpy as np
+
+        from agent.features import calibrate, unscale
+        from agent.point_select import NEVER
+        x, scale, times, values = forecaster._windows(steps)
+        y = unscale(forecaster.spec, calibrate(forecaster.spec, forecaster.model.session.run(["q"], {"x": x})[0])
+                    .astype(np.float64), scale)
+        ids = [f"s{i}" for i in range(len(steps))]
+
+        def choose() -> None:
+            forecaster.selector.newest[:] = NEVER
+            forecaster._point(ids, y, times, values)
+        out["point_select_us_per_session"] = best_us(choose, batch, repeats)
     if not forecaster.spec.lags:   # the per-session path never served lags
         out["windows_per_session_path_us"] = best_us(
             lambda: build_batch(forecaster.spec, [s.series() for s in steps]), batch, repeats)
