@@ -6,7 +6,7 @@ baselines' own rules are expressed:
 - model: the learned ONNX forecaster via agent/forecast.py `load_forecaster`, agent defaults
   (cap on p90 + 15 % with the per-session conformal correction aiming at 1 % of steps at the
   cap, guaranteed share on p50 + 15 % with each session's median chosen online, memory cap above
-  twice its decaying recent peak and not down in a session's first 48 h);
+  three times its decaying recent peak and not down in a session's first 48 h);
   model_net: the same with the net's own median (no per-session choice, agent/point_select.py);
   model_plain_p90_m30: the same model and memory policy, the cap on p90 + 30 % without the
   conformal correction (the agent's previous way);
