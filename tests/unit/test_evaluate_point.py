@@ -4,29 +4,16 @@ same steps, chooses the same medians (agent step by step through the replay vs t
 from __future__ import annotations
 
 import numpy as np
-import pytest
-import torch
 
-from agent.features import FeatureSpec
 from agent.forecast_onnx import OnnxForecaster
 from training.data import load_bitbrains_dir
 from training.evaluate import model_forecasts
 from training.evaluate_point import selected_forecasts
 from training.evaluation_run import _onnx_runner
-from training.export import export
-from training.nets import build_net
 from training.policies import model_run, replay_policy
 from training.replay import replay_host
+from tests.unit.test_training_evaluate import tiny_model  # noqa: F401  (the same untrained net, as a fixture)
 from tests.unit.training_cut import cut_bitbrains
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    spec = FeatureSpec()
-    torch.manual_seed(1)
-    path = tmp_path_factory.mktemp("m") / "forecaster.onnx"
-    export(build_net(spec).eval(), spec, path, np.zeros((2, spec.window, spec.n_features), np.float32))
-    return path
 
 
 def test_the_agent_and_evaluate_choose_the_same_medians(tmp_path, tiny_model, monkeypatch):
