@@ -122,12 +122,18 @@ async def test_rollback_to_a_version_loads_that_version_not_the_previous_one(age
     assert running_path(agent) == str(v4)
 
 
-async def test_rollback_to_a_missing_or_altered_version_keeps_the_model_and_is_refused(agent, caplog):
+async def _kept_pair_running_the_second(agent, older: int, newer: int):
+    """An applier with two kept versions, `newer` promoted and running; (applier, older, newer, sha)."""
     applier = CommandApplier(agent)
     models = agent.cfg.state_dir / "models"
-    v5, v6 = keep_version(models, 5), keep_version(models, 6)
-    sha = hashlib.sha256(v6.read_bytes()).hexdigest()
-    await applier(protocol.ModelPromoted(model_uri=str(v6), version="6", sha256=sha, **HDR))
+    old, new = keep_version(models, older), keep_version(models, newer)
+    sha = hashlib.sha256(new.read_bytes()).hexdigest()
+    await applier(protocol.ModelPromoted(model_uri=str(new), version=str(newer), sha256=sha, **HDR))
+    return applier, old, new, sha
+
+
+async def test_rollback_to_a_missing_or_altered_version_keeps_the_model_and_is_refused(agent, caplog):
+    applier, v5, v6, _ = await _kept_pair_running_the_second(agent, 5, 6)
     with caplog.at_level(logging.ERROR, logger="pspe.commands"):
         with pytest.raises(CommandRejected, match="version 9 is not among the kept models"):
             await applier(protocol.ModelRollback(to_version="9", **HDR))
@@ -152,11 +158,7 @@ async def test_rollback_to_a_version_no_longer_kept_comes_from_the_registry(agen
 
 
 async def test_rollback_with_a_checksum_loads_only_a_file_that_has_it(agent, caplog):
-    applier = CommandApplier(agent)
-    models = agent.cfg.state_dir / "models"
-    v2, v3 = keep_version(models, 2), keep_version(models, 3)
-    sha = hashlib.sha256(v3.read_bytes()).hexdigest()
-    await applier(protocol.ModelPromoted(model_uri=str(v3), version="3", sha256=sha, **HDR))
+    applier, v2, v3, sha = await _kept_pair_running_the_second(agent, 2, 3)
     with caplog.at_level(logging.ERROR, logger="pspe.commands"):
         with pytest.raises(CommandRejected, match="not the command's"):
             await applier(protocol.ModelRollback(to_version="2", sha256="0" * 64, **HDR))
