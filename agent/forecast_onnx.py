@@ -50,7 +50,9 @@ class OnnxForecaster:
                                       step_seconds=step_seconds)
         self.spec: FeatureSpec = self.model.spec
         self.central_q, self.upper_q = float(central_q), float(upper_q)
-        self.lookahead_steps = int(lookahead_steps)
+        self._selects = point_select and 0.5 in self.spec.quantiles
+        self._half_life = point_half_life_steps
+        self.lookahead_steps = int(lookahead_steps)     # also sets up the median choice (below)
         self.fallback = fallback or WindowQuantileForecaster(120.0, central_q, upper_q)
         self.source = f"onnx:{self.model.model_id}"
         self.log = log or logging.getLogger("pspe.forecast")
@@ -58,15 +60,27 @@ class OnnxForecaster:
         self.runs_total = 0
         self._cache: dict[str, tuple[float, Answer | None]] = {}        # session -> (step time, answer)
         self._layouts: dict[tuple, bool] = {}                             # StepAggregator layouts that fit
-        # the median each session gets: the model's or a rule's on its own steps (agent/point_select.py)
-        self.selector = (PointSelector(self.spec.horizons, len(self.spec.targets), point_half_life_steps)
-                         if point_select and 0.5 in self.spec.quantiles else None)
         self._target_rows = [self.spec.inputs.index(t) for t in self.spec.targets]
         for q in (self.central_q, self.upper_q):
             i, j, _ = quantile_pick(self.spec.quantiles, q)
             if i == j and self.spec.quantiles[i] != q:
                 self.log.warning("model %s predicts quantiles %s: q=%g is clamped to %g", self.source,
                                  list(self.spec.quantiles), q, self.spec.quantiles[i])
+
+    @property
+    def lookahead_steps(self) -> int:
+        return self._lookahead
+
+    @lookahead_steps.setter
+    def lookahead_steps(self, steps: int) -> None:
+        """The median each session gets: the model's or a rule's on its own steps
+        (agent/point_select.py), chosen only at the horizons the look-ahead reads (reduce_output):
+        the rest are never served. A new look-ahead starts the choice afresh."""
+        self._lookahead = int(steps)
+        horizons = [h for h in self.spec.horizons if h <= self._lookahead] or [self.spec.horizons[0]]
+        self._served_horizons = len(horizons)          # a prefix: horizons increase
+        self.selector = (PointSelector(horizons, len(self.spec.targets), self._half_life)
+                         if self._selects else None)
 
     def _load_model(self, model_path: str | Path, *, expected_sha256: str | None, threads: int,
                     step_seconds: float | None) -> LoadedModel:
@@ -132,12 +146,15 @@ class OnnxForecaster:
         return (*build_batch_arrays(spec, times, values, lags), times, values)
 
     def _point(self, ids: list[str], y: np.ndarray, times: np.ndarray, values: np.ndarray) -> np.ndarray:
-        """y [B, H, Q, T] natural units, its median replaced by each session's chosen point."""
+        """y [B, H, Q, T] natural units, its median replaced (in place) by each session's chosen point
+        at the served horizons (the look-ahead's)."""
+        k = self._served_horizons
         tail = values[:, self._target_rows, :]                                 # [B, T, W]
-        med = y[:, :, self.spec.quantiles.index(0.5), :]
+        med = y[:, :k, self.spec.quantiles.index(0.5), :]
         step = np.rint(times[:, -1] / self.spec.step_seconds).astype(np.int64)
         point = self.selector.choose(ids, step, tail[:, :, -1], med, rule_points(tail))
-        return with_point(y, self.spec.quantiles, point)
+        y[:, :k] = with_point(y[:, :k], self.spec.quantiles, point)
+        return y
 
     def _run(self, batch, to_run, answers, reasons, cache) -> None:
         try:  # whatever goes wrong here costs this tick's model answers, never the tick

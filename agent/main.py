@@ -28,6 +28,7 @@ from agent.docker_watch import docker_specs, watch_containers
 from agent.forecast import ModelHolder
 from agent.http import AgentHttpServer, health, parse_listen
 from agent.lifecycle import SessionManager
+from agent.malloc_tune import keep_freed_memory
 from agent.loop import AgentLoop, RecordSink, TickReport
 from agent.metrics import AgentMetrics
 from agent.session import SessionStore
@@ -179,6 +180,7 @@ async def run_agent(agent: Agent, *, ticks: int | None = None, clock: Callable[[
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # not the main thread (tests)
             pass
+    keep_freed_memory()   # a step-boundary tick's numpy temporaries stop page-faulting every time
     start_up(agent, clock())
     # the bus libraries (aio-pika, aiomqtt: ~7 MB) are imported only when something is configured
     wants_bus = broker is not None or agent.cfg.bus.amqp_url or agent.cfg.bus.mqtt_url

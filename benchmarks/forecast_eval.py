@@ -112,6 +112,9 @@ def replot(results: Path, out: Path, title: str) -> None:
 
 def inference_cost(model: str) -> dict:
     from agent.forecast_onnx import OnnxForecaster, benchmark_inference_us
+    from agent.malloc_tune import keep_freed_memory
+
+    keep_freed_memory()    # as the agent runs (agent/main.py)
 
     from agent.forecast import BUNDLED_MODEL
     return benchmark_inference_us(OnnxForecaster(model or BUNDLED_MODEL, threads=1), batch=1000)

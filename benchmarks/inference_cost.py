@@ -7,7 +7,9 @@ building alone: the one-pass path the forecaster takes (`gather_windows` +
 `build_batch_arrays`) against the per-session path it replaced (`series()` per
 session into `build_batch`), measured in the same run; each runner with and
 without the per-session choice of the median (`*_net_median`). CPU time, best of
-`--repeats`, in microseconds per session.
+`--repeats`, in microseconds per session. Each runner is measured in a fresh child
+process with malloc tuned as the agent tunes it (agent/malloc_tune.py), then again
+with glibc's defaults (`default_malloc`), unless `--no-reference`.
 
     .venv/bin/python benchmarks/inference_cost.py --json
 """
@@ -61,29 +63,59 @@ def measure(forecaster, batch: int, repeats: int) -> dict:
     return out
 
 
+RUNNERS = ("numpy", "numpy_net_median", "onnxruntime", "onnxruntime_net_median")
+
+
+def child_run(args: argparse.Namespace, runner: str, default_malloc: bool) -> dict:
+    """One runner measured in a fresh process: what ran before in the same process (its heap,
+    glibc's adaptive malloc thresholds) moved these figures by several microseconds."""
+    import subprocess
+    cmd = ([sys.executable, __file__, "--json", "--runner", runner, "--batch", str(args.batch),
+            "--repeats", str(args.repeats)] + (["--model", args.model] if args.model else [])
+           + (["--default-malloc"] if default_malloc else []))
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def measure_runner(model: str, runner: str, batch: int, repeats: int) -> dict:
+    from agent.forecast_numpy import NumpyForecaster
+    from agent.forecast_onnx import OnnxForecaster
+    cls = NumpyForecaster if runner.startswith("numpy") else OnnxForecaster
+    return measure(cls(model, threads=1, point_select=not runner.endswith("_net_median")), batch, repeats)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="", help="ONNX model (default: the bundled one)")
     p.add_argument("--batch", type=int, default=1000)
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.add_argument("--default-malloc", action="store_true", help="leave glibc's malloc thresholds as they are")
+    p.add_argument("--no-reference", action="store_true", help="skip the default-malloc runs")
+    p.add_argument("--runner", choices=RUNNERS, help="measure this runner only, in this process")
     args = p.parse_args(argv)
 
     from agent.forecast import BUNDLED_MODEL
-    from agent.forecast_numpy import NumpyForecaster, weights_path_for
-    from agent.forecast_onnx import OnnxForecaster
+    from agent.forecast_numpy import weights_path_for
 
     model = args.model or str(BUNDLED_MODEL)
+    if args.runner:
+        from agent.malloc_tune import keep_freed_memory
+        if not args.default_malloc:
+            keep_freed_memory()
+        print(json.dumps(measure_runner(model, args.runner, args.batch, args.repeats)))
+        return 0
     result: dict = {"model": model, "batch": args.batch, "load_average_before": os.getloadavg()[0]}
-    # each runner as the agent runs it (each session's median chosen, agent/point_select.py), and
-    # without that choice: what it costs, in the same run
-    runners = [("onnxruntime", OnnxForecaster, True), ("onnxruntime_net_median", OnnxForecaster, False)]
-    if weights_path_for(model).is_file():
-        runners[:0] = [("numpy", NumpyForecaster, True), ("numpy_net_median", NumpyForecaster, False)]
-    for name, cls, select in runners:
-        result[name] = measure(cls(model, threads=1, point_select=select), args.batch, args.repeats)
-        if not args.json:
-            print(name, result[name])
+    # each runner as the agent runs it (each session's median chosen, agent/point_select.py, malloc
+    # tuned), and without that choice; then each with glibc's default malloc: in the same run
+    runners = [r for r in RUNNERS if weights_path_for(model).is_file() or not r.startswith("numpy")]
+    modes = [False] if args.no_reference else [False, True]
+    for default_malloc in modes:
+        into = result.setdefault("default_malloc", {}) if default_malloc else result
+        for name in runners:
+            into[name] = child_run(args, name, default_malloc)
+            if not args.json:
+                print("default malloc" if default_malloc else "agent", name, into[name])
     result["load_average_after"] = os.getloadavg()[0]
     if args.json:
         print(json.dumps(result))

@@ -93,7 +93,9 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object, last line")
     p.add_argument("--limit", type=int, default=None, help="first N files only")
     p.add_argument("--days", type=float, default=None, help="first N days of each file only")
-    p.add_argument("--origin-stride", type=int, default=36, help="steps between forecast origins")
+    p.add_argument("--origin-stride", type=int, default=37,
+                   help="steps between forecast origins (37: coprime with a day of 5-minute steps, so every "
+                        "time of day is visited)")
     p.add_argument("--host-size", type=int, default=16, help="sessions per replayed host")
     p.add_argument("--no-ets", action="store_true", help="skip the AutoETS baseline (slowest)")
     p.add_argument("--forecast-only", action="store_true", help="forecast accuracy only, no replay")

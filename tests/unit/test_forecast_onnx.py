@@ -264,3 +264,13 @@ def test_the_committed_fixture_models_load_with_their_specs():
     from tests.fixtures.models.make_models import FIXTURES, HERE
     for name, spec in FIXTURES.items():
         assert load_model(HERE / name).spec == spec, name
+
+
+def test_the_median_is_chosen_only_at_the_horizons_the_look_ahead_reads(model_path):
+    f = OnnxForecaster(model_path, lookahead_steps=3)
+    assert list(f.selector.horizons) == [1, 2, 3]
+    f.lookahead_steps = 5                                  # a new look-ahead: a fresh choice over its horizons
+    assert list(f.selector.horizons) == [1, 2, 3, 4, 5] and not f.selector.rows
+    f.lookahead_steps = 0                                  # none reach: the first horizon, as reduce_output reads
+    assert list(f.selector.horizons) == [1]
+    assert OnnxForecaster(model_path, point_select=False).selector is None

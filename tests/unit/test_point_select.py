@@ -95,3 +95,14 @@ def test_bad_settings_are_refused():
         PointSelector(H, 1, half_life_steps=0)
     with pytest.raises(ValueError):
         PointSelector((0, 1), 1)
+
+
+def test_the_fast_path_for_gap_free_tails_gives_the_general_paths_medians():
+    rng = np.random.default_rng(7)
+    tail = rng.integers(0, 4, size=(64, 2, 48)).astype(float)        # quantized: ties everywhere
+    tail[1::2] = rng.random((32, 2, 48))
+    fast = rule_points(tail)                                         # no NaN in the newest 36 steps
+    gappy = tail.copy()
+    gappy[0, 0, 0] = np.nan                                          # one old gap: the general path for all
+    np.testing.assert_array_equal(fast[1:], rule_points(gappy)[1:])
+    np.testing.assert_array_equal(fast[:, 2], np.median(tail[:, :, -12:], axis=2))

@@ -56,6 +56,10 @@ def test_evaluate_command_on_a_cut_prints_the_json_last(tmp_path, tiny_model, ca
     assert set(summary["forecast"]) >= {"model", "model_net", "last_value", "ewma", "seasonal_naive", "autoets", "vpa"}
     f = summary["forecast"]["ewma"]
     assert f["wape_5min"] > 0 and set(f["coverage"]) == {"0.5", "0.9", "0.99"}
+    for q, below in summary["forecast"]["model"]["coverage_below"].items():   # ties counted half: between
+        at_or_below = summary["forecast"]["model"]["coverage"][q]
+        assert below <= summary["forecast"]["model"]["coverage_mid"][q] <= at_or_below
+        assert summary["forecast"]["model"]["coverage_mid"][q] == pytest.approx((below + at_or_below) / 2, abs=1e-6)
     assert any("policy" in line for line in out)   # the table came first
 
 
