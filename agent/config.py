@@ -103,6 +103,10 @@ class ForecastSection:
     # half-life in model steps (288 = a day of 5-min steps).
     point_select: bool = True
     point_half_life_steps: float = 288.0
+    # Who runs the net: "auto" = numpy when its weights (<model>.npz) sit beside the .onnx (~20 MB
+    # less RSS), else onnxruntime; "numpy"; "onnxruntime" (less CPU per step boundary on some CPUs:
+    # BENCHMARKS.md, inference cost).
+    runner: str = "auto"
 
 
 @dataclass
@@ -218,6 +222,8 @@ def _validate(cfg: Config) -> None:
         (0 < cfg.policy.conformal_min <= 1 <= cfg.policy.conformal_max,
          "[policy] need 0 < conformal_min <= 1 <= conformal_max"),
         (cfg.forecast.threads >= 1, "[forecast] threads must be >= 1"),
+        (cfg.forecast.runner in ("auto", "numpy", "onnxruntime"),
+         f"[forecast] runner must be auto, numpy or onnxruntime, got {cfg.forecast.runner!r}"),
         (cfg.anomaly.sessions_per_tick >= 1, "[anomaly] sessions_per_tick must be >= 1"),
         (cfg.anomaly.every_ticks >= 1, "[anomaly] every_ticks must be >= 1"),
         (cfg.http.stall_seconds > 0, "[http] stall_seconds must be > 0"),

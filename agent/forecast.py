@@ -98,7 +98,7 @@ class ModelHolder:
 
     def __init__(self, initial: Forecaster, *, lookahead_steps: int = DEFAULT_LOOKAHEAD_STEPS,
                  threads: int = 1, step_seconds: float | None = None,
-                 log: logging.Logger | None = None, point_options: dict | None = None) -> None:
+                 log: logging.Logger | None = None, model_options: dict | None = None) -> None:
         self._current = initial
         self._previous: Forecaster | None = None
         self._retired_fallbacks = 0
@@ -106,7 +106,7 @@ class ModelHolder:
         self.lookahead_steps = lookahead_steps
         self.threads = threads
         self.step_seconds = step_seconds
-        self.point_options = dict(point_options or {})     # a swapped-in model chooses its median the same way
+        self.model_options = dict(model_options or {})     # a swapped-in model: the same runner and median choice
         self.last_error = ""
         self.log = log or logging.getLogger("pspe.forecast")
 
@@ -114,7 +114,7 @@ class ModelHolder:
     def from_config(cls, cfg: Config, log: logging.Logger) -> "ModelHolder":
         return cls(load_forecaster(cfg.forecast.model_path, cfg, log), lookahead_steps=_lookahead(cfg),
                    threads=cfg.forecast.threads, step_seconds=_step_override(cfg), log=log,
-                   point_options=_point_options(cfg))
+                   model_options=_model_options(cfg))
 
     @property
     def current(self) -> Forecaster:
@@ -153,7 +153,7 @@ class ModelHolder:
             new = make_model_forecaster(model_path, heuristic.central_q, heuristic.upper_q, fallback=heuristic,
                                         expected_sha256=expected_sha256, lookahead_steps=self.lookahead_steps,
                                         threads=self.threads, step_seconds=self.step_seconds, log=self.log,
-                                        **self.point_options)
+                                        **self.model_options)
         except ModelRejected as e:
             self.last_error = str(e)
             self.log.error("model rejected, keeping %s: %s", self._current.source, e)
@@ -188,8 +188,9 @@ def _lookahead(cfg: Config) -> int:
     return int(getattr(cfg.forecast, "lookahead_steps", 0) or DEFAULT_LOOKAHEAD_STEPS)
 
 
-def _point_options(cfg: Config) -> dict:
-    return {"point_select": bool(getattr(cfg.forecast, "point_select", True)),
+def _model_options(cfg: Config) -> dict:
+    return {"runner": str(getattr(cfg.forecast, "runner", "auto")),
+            "point_select": bool(getattr(cfg.forecast, "point_select", True)),
             "point_half_life_steps": float(getattr(cfg.forecast, "point_half_life_steps", 288.0))}
 
 
@@ -211,8 +212,9 @@ def load_forecaster(path_or_empty: str, cfg: Config, log: logging.Logger) -> For
             log.info("forecaster: heuristic (no model configured, none bundled)")
             return heuristic
         path = str(BUNDLED_MODEL)
-    # onnxruntime only when the model has no matching numpy weights beside it (<model>.npz,
-    # agent/forecast_numpy.py): importing it costs ~20 MB of RSS (its shared library alone)
+    # runner "auto": onnxruntime only when the model has no matching numpy weights beside it
+    # (<model>.npz, agent/forecast_numpy.py): importing it costs ~20 MB of RSS (its shared library
+    # alone); "onnxruntime" trades that memory for less CPU per step boundary on some CPUs (BENCHMARKS.md)
     try:
         from agent.forecast_numpy import make_model_forecaster
         from agent.forecast_onnx import ModelRejected
@@ -223,7 +225,7 @@ def load_forecaster(path_or_empty: str, cfg: Config, log: logging.Logger) -> For
         model = make_model_forecaster(path, cfg.policy.central_quantile, cfg.policy.upper_quantile, fallback=heuristic,
                                       expected_sha256=getattr(cfg.forecast, "model_sha256", "") or None,
                                       lookahead_steps=_lookahead(cfg), threads=cfg.forecast.threads,
-                                      step_seconds=_step_override(cfg), log=log, **_point_options(cfg))
+                                      step_seconds=_step_override(cfg), log=log, **_model_options(cfg))
     except ModelRejected as e:
         log.error("forecast model rejected, using the heuristic: %s", e)
         return heuristic

@@ -264,11 +264,20 @@ class NumpyForecaster(OnnxForecaster):
         return super().describe().replace(f"{self.source} (", f"{self.source} (numpy; ", 1)
 
 
+RUNNERS = ("auto", "numpy", "onnxruntime")
+
+
 def make_model_forecaster(model_path: str | Path, central_q: float = 0.5, upper_q: float = 0.99, *,
-                          log: logging.Logger | None = None, **kwargs) -> OnnxForecaster:
-    """NumpyForecaster when matching weights sit beside the .onnx, else OnnxForecaster (its ModelRejected)."""
+                          log: logging.Logger | None = None, runner: str = "auto", **kwargs) -> OnnxForecaster:
+    """runner "auto" or "numpy": NumpyForecaster when matching weights sit beside the .onnx, else
+    OnnxForecaster (its ModelRejected); "onnxruntime": OnnxForecaster."""
     log = log or logging.getLogger("pspe.forecast")
-    if weights_path_for(model_path).is_file():
+    if runner not in RUNNERS:
+        raise ValueError(f"runner must be one of {', '.join(RUNNERS)}, got {runner!r}")
+    if runner == "numpy" and not weights_path_for(model_path).is_file():
+        log.warning("runner numpy asked for, but %s has no weights beside it: running it with onnxruntime",
+                    model_path)
+    if runner != "onnxruntime" and weights_path_for(model_path).is_file():
         try:
             return NumpyForecaster(model_path, central_q, upper_q, log=log, **kwargs)
         except ModelRejected as e:

@@ -31,6 +31,7 @@ def test_toml_file_and_env_override(tmp_path):
         ({"policy": {"central_quantile": 0.99, "upper_quantile": 0.5}}, {}, "central_quantile"),
         ({}, {"PSPE_AGENT_NOPE": "1"}, "PSPE_AGENT_NOPE"),
         ({"agent": {"tick_seconds": 0}}, {}, "tick_seconds"),
+        ({"forecast": {"runner": "tensorflow"}}, {}, "runner"),
     ],
 )
 def test_wrong_key_or_value_is_a_clear_error(data, env, needle):

@@ -241,3 +241,22 @@ def test_the_net_runs_on_the_configured_blas_threads(copied, monkeypatch):
     monkeypatch.setattr(net, "forward", spy)
     net.run(["q"], {"x": probe_batch(f.spec)})
     assert seen == [[1] * len(seen[0])] and seen[0]
+
+
+def test_the_runner_option_picks_who_runs_the_net_and_swapped_models_keep_it(tmp_path, caplog):
+    from agent.config import Config
+
+    assert type(make_model_forecaster(BUNDLED_MODEL)) is NumpyForecaster                # auto: weights beside
+    assert type(make_model_forecaster(BUNDLED_MODEL, runner="onnxruntime")) is OnnxForecaster
+    bare = tmp_path / "bare.onnx"
+    shutil.copy(BUNDLED_MODEL, bare)                                                    # no .npz beside it
+    with caplog.at_level(logging.WARNING, logger="pspe.forecast"):
+        assert type(make_model_forecaster(bare, runner="numpy")) is OnnxForecaster
+    assert "no weights beside it" in caplog.text
+    with pytest.raises(ValueError, match="runner"):
+        make_model_forecaster(BUNDLED_MODEL, runner="tensorflow")
+    cfg = Config()
+    cfg.forecast.runner = "onnxruntime"
+    holder = ModelHolder.from_config(cfg, logging.getLogger("t"))
+    assert type(holder.current) is OnnxForecaster
+    assert holder.swap(str(BUNDLED_MODEL)) and type(holder.current) is OnnxForecaster   # a promoted model too
