@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import math
+import mmap
 import multiprocessing as mp
 import os
 import signal
@@ -86,7 +87,7 @@ class MemoryHolder:
 
     def __init__(self, chunk_bytes: int = CHUNK_BYTES) -> None:
         self.chunk_bytes = chunk_bytes
-        self.chunks: list[bytearray] = []
+        self.chunks: list[mmap.mmap] = []
 
     @property
     def held_bytes(self) -> int:
@@ -95,9 +96,9 @@ class MemoryHolder:
     def set_target(self, target_bytes: int) -> None:
         want = chunks_for(target_bytes, self.chunk_bytes)
         while len(self.chunks) > want:
-            self.chunks.pop()  # large bytearrays are mmap'd: freeing returns the pages
+            self.chunks.pop().close()  # its own mapping: unmapped here, whatever malloc's thresholds
         while len(self.chunks) < want:
-            chunk = bytearray(self.chunk_bytes)
+            chunk = mmap.mmap(-1, self.chunk_bytes)
             chunk[::PAGE] = b"\x01" * len(range(0, self.chunk_bytes, PAGE))  # touch every page
             self.chunks.append(chunk)
 
