@@ -9,7 +9,9 @@ session into `build_batch`), measured in the same run; each runner with and
 without the per-session choice of the median (`*_net_median`). CPU time, best of
 `--repeats`, in microseconds per session. Each runner is measured in a fresh child
 process with malloc tuned as the agent tunes it (agent/malloc_tune.py), then again
-with glibc's defaults (`default_malloc`), unless `--no-reference`.
+with glibc's defaults (`default_malloc`), unless `--no-reference`. `--step-ticks-only`
+times nothing but step-boundary ticks in each child (BENCHMARKS.md quotes it with
+`--repeats 30`).
 
     .venv/bin/python benchmarks/inference_cost.py --json
 """
@@ -72,16 +74,35 @@ def child_run(args: argparse.Namespace, runner: str, default_malloc: bool) -> di
     import subprocess
     cmd = ([sys.executable, __file__, "--json", "--runner", runner, "--batch", str(args.batch),
             "--repeats", str(args.repeats)] + (["--model", args.model] if args.model else [])
-           + (["--default-malloc"] if default_malloc else []))
+           + (["--default-malloc"] if default_malloc else []) + (["--step-ticks-only"] if args.step_ticks_only else []))
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
-def measure_runner(model: str, runner: str, batch: int, repeats: int) -> dict:
+def measure_runner(model: str, runner: str, batch: int, repeats: int, step_ticks_only: bool = False) -> dict:
     from agent.forecast_numpy import NumpyForecaster
     from agent.forecast_onnx import OnnxForecaster
     cls = NumpyForecaster if runner.startswith("numpy") else OnnxForecaster
-    return measure(cls(model, threads=1, point_select=not runner.endswith("_net_median")), batch, repeats)
+    forecaster = cls(model, threads=1, point_select=not runner.endswith("_net_median"))
+    return step_ticks(forecaster, batch, repeats) if step_ticks_only else measure(forecaster, batch, repeats)
+
+
+def step_ticks(forecaster, batch: int, repeats: int) -> dict:
+    """Step-boundary ticks and nothing else in this process (after one warm-up tick): what the
+    malloc tuning is for, since nothing before them has freed large blocks."""
+    from agent.forecast_onnx import synthetic_inputs
+    from agent.point_select import NEVER
+
+    inputs = synthetic_inputs(forecaster.spec, batch)
+    now = forecaster.spec.window * forecaster.spec.step_seconds
+    forecaster.predict(now, inputs)
+
+    def tick() -> None:
+        forecaster._cache.clear()
+        if forecaster.selector is not None:
+            forecaster.selector.newest[:] = NEVER
+        forecaster.predict(now, inputs)
+    return {"batch": batch, "step_tick_us_per_session": best_us(tick, batch, repeats)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--default-malloc", action="store_true", help="leave glibc's malloc thresholds as they are")
     p.add_argument("--no-reference", action="store_true", help="skip the default-malloc runs")
     p.add_argument("--runner", choices=RUNNERS, help="measure this runner only, in this process")
+    p.add_argument("--step-ticks-only", action="store_true",
+                   help="time only step-boundary ticks, each runner in a fresh process per malloc setting")
     args = p.parse_args(argv)
 
     from agent.forecast import BUNDLED_MODEL
@@ -103,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         from agent.malloc_tune import keep_freed_memory
         if not args.default_malloc:
             keep_freed_memory()
-        print(json.dumps(measure_runner(model, args.runner, args.batch, args.repeats)))
+        print(json.dumps(measure_runner(model, args.runner, args.batch, args.repeats, args.step_ticks_only)))
         return 0
     result: dict = {"model": model, "batch": args.batch, "load_average_before": os.getloadavg()[0]}
     # each runner as the agent runs it (each session's median chosen, agent/point_select.py, malloc
