@@ -274,10 +274,11 @@ def make_model_forecaster(model_path: str | Path, central_q: float = 0.5, upper_
     log = log or logging.getLogger("pspe.forecast")
     if runner not in RUNNERS:
         raise ValueError(f"runner must be one of {', '.join(RUNNERS)}, got {runner!r}")
-    if runner == "numpy" and not weights_path_for(model_path).is_file():
+    has_weights = weights_path_for(model_path).is_file()
+    if runner == "numpy" and not has_weights:
         log.warning("runner numpy asked for, but %s has no weights beside it: running it with onnxruntime",
                     model_path)
-    if runner != "onnxruntime" and weights_path_for(model_path).is_file():
+    if runner != "onnxruntime" and has_weights:
         try:
             return NumpyForecaster(model_path, central_q, upper_q, log=log, **kwargs)
         except ModelRejected as e:

@@ -64,16 +64,8 @@ def _rule_points_finite(tail: np.ndarray, out: np.ndarray) -> np.ndarray:
 
 def candidates(model_median: np.ndarray, rules: np.ndarray) -> np.ndarray:
     """model_median [B, H, T] and rules [B, R, T] (`rule_points`) -> every candidate's point
-    forecast [B, H, C, T] (a rule forecasts the same value at every horizon)."""
-    B, H, T = model_median.shape
-    out = np.empty((B, H, len(CANDIDATES), T))
-    out[:, :, 0] = model_median
-    out[:, :, 1:] = rules[:, None]
-    return out
-
-
-def _candidates_last(model_median: np.ndarray, rules: np.ndarray) -> np.ndarray:
-    """`candidates` laid out [B, H, T, C] (PointSelector's tables)."""
+    forecast [B, H, T, C], candidates last as PointSelector keeps them (a rule forecasts the same
+    value at every horizon)."""
     B, H, T = model_median.shape
     out = np.empty((B, H, T, len(CANDIDATES)))
     out[..., 0] = model_median
@@ -159,7 +151,7 @@ class PointSelector:
         step = np.asarray(step, dtype=np.int64)
         fresh = step > self.newest[rows]
         self._score(rows[fresh], step[fresh], np.asarray(actual, dtype=np.float64)[fresh])
-        at_anchors = _candidates_last(model_median[:, self._anchor_cols], rules)   # [B, A, T, C]
+        at_anchors = candidates(model_median[:, self._anchor_cols], rules)        # [B, A, T, C]
         slot = step % self.depth
         self.past[rows, slot] = at_anchors
         self.past_step[rows, slot] = step

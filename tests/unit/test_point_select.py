@@ -78,7 +78,7 @@ def test_many_sessions_grow_the_tables():
     for k in range(5):
         out = sel.choose(ids, np.full(100, k), np.ones((100, 2)), med, rules)
     assert out.shape == (100, len(H), 2) and (out == 1.0).all()
-    assert candidates(med, rules).shape == (100, len(H), len(CANDIDATES), 2)
+    assert candidates(med, rules).shape == (100, len(H), 2, len(CANDIDATES))
 
 
 def test_with_point_replaces_the_median_and_keeps_quantiles_ordered():
