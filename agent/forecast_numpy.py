@@ -202,11 +202,9 @@ def _sigmoid2(u: np.ndarray) -> None:
 
 def _tanh(x: np.ndarray, out: np.ndarray) -> None:
     """out = tanh(x) = 2 sigmoid(2x) - 1 (x unchanged unless it is out)."""
-    np.multiply(x, -2.0, out=out)
-    with np.errstate(over="ignore"):
-        np.exp(out, out=out)
-    out += 1.0
-    np.reciprocal(out, out=out)
+    if out is not x:
+        np.copyto(out, x)
+    _sigmoid2(out)
     out *= 2.0
     out -= 1.0
 
