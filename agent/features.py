@@ -206,18 +206,20 @@ def feature_names(spec: FeatureSpec) -> tuple[str, ...]:
 def calibrate(spec: FeatureSpec, y: np.ndarray) -> np.ndarray:
     """Model output [B, H, Q, T] in scaled units -> calibrated: plus the spec's offsets, floored
     at 0 (no resource is used below nothing) and kept non-crossing along the quantile axis.
-    Without offsets the output comes back unchanged."""
+    Without offsets the output comes back unchanged. y may hold only the first horizons."""
     if not spec.output_offsets:
         return y
-    out = np.maximum(y + np.asarray(spec.output_offsets, dtype=y.dtype), 0)
+    out = np.maximum(y + np.asarray(spec.output_offsets, dtype=y.dtype)[:y.shape[1]], 0)
     for k in range(1, out.shape[2]):    # = np.maximum.accumulate(axis=2), ~5x faster on this short axis
         np.maximum(out[:, :, k], out[:, :, k - 1], out=out[:, :, k])
     return out
 
 
 def unscale(spec: FeatureSpec, y: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """Model output [B, H, Q, T] in scaled units -> natural units (cores, bytes)."""
+    """Model output [B, H, Q, T] in scaled units -> natural units (cores, bytes). y may hold only
+    the first horizons (the agent reads no more than its look-ahead's)."""
     y = np.asarray(y)
-    if y.ndim != 4 or y.shape[1:] != spec.output_shape:
+    H, Q, T = spec.output_shape
+    if y.ndim != 4 or not 1 <= y.shape[1] <= H or y.shape[2:] != (Q, T):
         raise ValueError(f"output shape {y.shape} does not match the spec's [B, {', '.join(map(str, spec.output_shape))}]")
     return y * np.asarray(scale)[:, None, None, :]

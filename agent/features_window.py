@@ -118,7 +118,12 @@ def build_batch_arrays(spec: FeatureSpec, tail_t: np.ndarray, tail_v: np.ndarray
     scaled = x[:, :, :M].transpose(0, 2, 1)                                # a view [B, M, W]
     np.divide(values, scale[:, :, None], out=scaled, casting="same_kind")
     scaled[nan] = 0.0                                                      # missing: 0, flagged below
-    x[:, :, -1] = nan.sum(axis=1, dtype=np.float32) / M if M else 1.0
+    if not M:
+        x[:, :, -1] = 1.0
+    elif nan.any():
+        x[:, :, -1] = nan.sum(axis=1, dtype=np.float32) / M
+    else:
+        x[:, :, -1] = 0.0                                                  # the usual case: nothing missing
     col = M
     if spec.lags:
         L = len(spec.lag_columns)

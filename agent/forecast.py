@@ -76,11 +76,12 @@ def quantile_pick(levels: Sequence[float], q: float) -> tuple[int, int, float]:
 def reduce_output(spec: FeatureSpec, y: np.ndarray, central_q: float, upper_q: float,
                   lookahead_steps: int) -> tuple[np.ndarray, np.ndarray]:
     """[B, H, Q, T] in natural units -> (central [B, T], upper [B, T]), max over the look-ahead.
+    y may hold only the spec's first horizons.
 
     Negative values are clipped to 0 and upper is kept at or above central
     (a model's quantiles may cross).
     """
-    horizons = np.asarray(spec.horizons)
+    horizons = np.asarray(spec.horizons[:y.shape[1]])
     take = horizons <= lookahead_steps
     if not take.any():
         take = horizons == horizons[0]

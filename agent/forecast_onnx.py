@@ -5,7 +5,8 @@ Loading and checking the model is agent/model_load.py; its contract: input
 scaled units (agent/features.py).
 
 Per tick: sessions whose newest completed step has not changed since the last
-run reuse their cached answer; the rest go into ONE session.run. Sessions with
+run reuse their cached answer; the rest go into ONE session.run, of whose output
+only the horizons the look-ahead reads are calibrated and reduced. Sessions with
 too little history, and rows with NaN/inf output, are answered by the heuristic
 for that tick (counted by reason in `fallbacks`).
 """
@@ -156,15 +157,22 @@ class OnnxForecaster:
         y[:, :k] = with_point(y[:, :k], self.spec.quantiles, point)
         return y
 
+    def _net_leading(self, x: np.ndarray, horizons: int) -> np.ndarray:
+        """The net's output [B, horizons, Q, T] at its first `horizons` horizons."""
+        (y,) = self.model.session.run(["q"], {"x": x})
+        return y[:, :horizons]
+
     def _run(self, batch, to_run, answers, reasons, cache) -> None:
+        inputs = [batch[i] for i in to_run]
+        ids = [inp.state.session_id for inp in inputs]
         try:  # whatever goes wrong here costs this tick's model answers, never the tick
-            x, scale, times, values = self._windows([batch[i].steps for i in to_run])
-            (y,) = self.model.session.run(["q"], {"x": x})
+            x, scale, times, values = self._windows([inp.steps for inp in inputs])
+            y = self._net_leading(x, self._served_horizons)
             self.runs_total += 1
             y = calibrate(self.spec, y)
             natural = unscale(self.spec, y.astype(np.float64), scale)
             if self.selector is not None:
-                natural = self._point([batch[i].state.session_id for i in to_run], natural, times, values)
+                natural = self._point(ids, natural, times, values)
             central, upper = reduce_output(self.spec, natural, self.central_q, self.upper_q, self.lookahead_steps)
         except Exception:
             self.log.exception("model %s failed on a batch of %d", self.source, len(to_run))
@@ -174,14 +182,14 @@ class OnnxForecaster:
         c, m = (self.spec.targets.index(t) for t in REQUIRED_TARGETS)
         table = np.stack([central[:, c], upper[:, c], central[:, m], upper[:, m]], axis=1)
         good = (np.isfinite(y).all(axis=(1, 2, 3)) & np.isfinite(table).all(axis=1)).tolist()
-        rows = table.tolist()
-        for k, i in enumerate(to_run):
-            r = rows[k]
-            ans = (ResourcePrediction(r[0], r[1]), ResourcePrediction(r[2], r[3])) if good[k] else None
-            answers[i] = ans
-            cache[batch[i].state.session_id] = (batch[i].steps.last_step_time, ans)
-            if ans is None:
+        for i, inp, sid, r, ok in zip(to_run, inputs, ids, table.tolist(), good):
+            if ok:
+                ans = (ResourcePrediction(r[0], r[1]), ResourcePrediction(r[2], r[3]))
+            else:
+                ans = None
                 reasons[i] = "nonfinite"
+            answers[i] = ans
+            cache[sid] = (inp.steps.last_step_time, ans)
 
     def _assemble(self, now, batch, answers, reasons) -> list[Prediction]:
         out: list[Prediction | None] = [None] * len(batch)
@@ -207,4 +215,5 @@ class OnnxForecaster:
                     mem = ResourcePrediction(mem.central, float(latest))
             out[i] = Prediction(cpu, mem, source, st.samples_seen)
         return out  # type: ignore[return-value]
+
 

@@ -90,13 +90,14 @@ def measure_process(pid: int, seconds: float, poke=None) -> dict:
 
 
 def run_pspe_agent(state_dir: Path, parent: str, seconds: float, warmup: float, anomaly: bool,
-                   meanwhile=None) -> dict:
+                   meanwhile=None, runner: str = "auto") -> dict:
     """The agent as its own process; `meanwhile()` runs during the warm-up (the reference agents)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     cfg = state_dir / "agent.toml"
     cfg.write_text(
         f'[agent]\nstate_dir = "{state_dir}"\nadopt = ["{parent}/*"]\nsession_parent = "{parent}"\n'
         '[http]\nlisten = ""\n'
+        f'[forecast]\nrunner = "{runner}"\n'
     )
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     if anomaly:  # the real CLI
@@ -138,12 +139,13 @@ def serve_agent(config: str) -> None:
     asyncio.run(run_agent(build_agent(load_config(config), detector=None)))
 
 
-def tick_latency(state_dir: Path, parent: str, ticks: int, warm_ticks: int, anomaly: bool) -> dict:
+def tick_latency(state_dir: Path, parent: str, ticks: int, warm_ticks: int, anomaly: bool,
+                 runner: str = "auto") -> dict:
     from agent.config import build_config
     from agent.main import build_agent, start_up, tune_gc
 
     cfg = build_config({"agent": {"state_dir": str(state_dir / "inproc"), "adopt": [f"{parent}/*"],
-                                  "session_parent": parent}}, {})
+                                  "session_parent": parent}, "forecast": {"runner": runner}}, {})
     agent = build_agent(cfg) if anomaly else build_agent(cfg, detector=None)
     # The loop is told one second passes per tick (it runs back to back, 50 ms apart): its state
     # then evolves as at 1 Hz (sessions age out of youth, cooldowns run out, windows fill) while
@@ -226,6 +228,8 @@ def main() -> None:
     ap.add_argument("--warm-ticks", type=int, default=32, help="in-process ticks before timing them")
     ap.add_argument("--no-anomaly", action="store_true", help="run the agent without its anomaly detector")
     ap.add_argument("--no-reference", action="store_true", help="skip collectd and node-exporter")
+    ap.add_argument("--runner", default="auto", choices=("auto", "numpy", "onnxruntime"),
+                    help="the agent's [forecast] runner")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--serve-agent", metavar="CONFIG", help=argparse.SUPPRESS)  # the --no-anomaly agent process
     args = ap.parse_args()
@@ -239,7 +243,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="pspe-bench-"))
     procs = make_cgroups(parent, args.sessions, real)
     try:
-        result = {"sessions": args.sessions, "real_processes": real, "anomaly": not args.no_anomaly}
+        result = {"sessions": args.sessions, "real_processes": real, "anomaly": not args.no_anomaly,
+                  "runner": args.runner}
 
         def references() -> dict:
             if args.no_reference:
@@ -247,10 +252,11 @@ def main() -> None:
             return {"collectd": run_collectd(tmp / "collectd", args.seconds),
                     "node_exporter": run_node_exporter(args.seconds)}
 
-        agent = run_pspe_agent(tmp / "agent", parent, args.seconds, args.warmup, not args.no_anomaly, references)
+        agent = run_pspe_agent(tmp / "agent", parent, args.seconds, args.warmup, not args.no_anomaly, references,
+                               args.runner)
         refs = {k: agent.pop(k) for k in ("collectd", "node_exporter") if k in agent}
         result.update(agent)
-        result.update(tick_latency(tmp, parent, args.ticks, args.warm_ticks, not args.no_anomaly))
+        result.update(tick_latency(tmp, parent, args.ticks, args.warm_ticks, not args.no_anomaly, args.runner))
         result.update(refs)
     finally:
         remove_cgroups(parent, procs)

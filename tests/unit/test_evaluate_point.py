@@ -37,13 +37,11 @@ def test_the_agent_and_evaluate_choose_the_same_medians(tmp_path, tiny_model, mo
     run_model, spec = _onnx_runner(str(tiny_model))
     mine, net = selected_forecasts(run_model, spec, s, ran)
     agent = np.stack([served[float(s.times[i])] for i in ran])
-    # the agent chooses only at the horizons its look-ahead reads; beyond them it keeps the net's
+    # the agent computes and chooses only at the horizons its look-ahead reads
     k = sum(h <= DEFAULT_LOOKAHEAD_STEPS for h in spec.horizons)
-    assert 0 < k < len(spec.horizons)
-    np.testing.assert_allclose(mine[:, :k], agent[:, :k], rtol=1e-3, atol=1e-9)   # float32 nets differ a little by batch size
+    assert 0 < k < len(spec.horizons) and agent.shape[1] == k
+    np.testing.assert_allclose(mine[:, :k], agent, rtol=1e-3, atol=1e-9)   # float32 nets differ a little by batch size
     np.testing.assert_allclose(net, model_forecasts(run_model, spec, s, ran), rtol=1e-6)
-    scale = np.abs(net).max(axis=(0, 1, 2))                        # per target: float32 cancellation near 0
-    assert (np.abs(agent[:, k:] - net[:, k:]) <= 1e-3 * np.abs(net[:, k:]) + 1e-5 * scale).all()
     m = spec.quantiles.index(0.5)
     changed = ~np.isclose(mine[:, :, m], net[:, :, m])
     assert changed.mean() > 0.2                     # the random net's median was often replaced by a rule's

@@ -72,6 +72,27 @@ def test_numpy_equals_onnxruntime_on_real_looking_batches(bundled):
     assert bundled[1].session.run(["q"], {"x": x[:0]})[0].shape == (0, *spec.output_shape)
 
 
+def test_the_first_horizons_alone_are_the_full_outputs_first_horizons(bundled):
+    spec = bundled[0].spec
+    net = bundled[1].session
+    x = build_batch(spec, [inp.steps.series() for inp in synthetic_inputs(spec, 50, seed=4)])[0]
+    full = net.forward(x)
+    for k in (1, 3, len(spec.horizons), 99):
+        part = net.run_leading(x, k)
+        assert part.shape == (50, min(k, len(spec.horizons)), *spec.output_shape[1:])
+        np.testing.assert_allclose(part, full[:, :part.shape[1]], rtol=1e-6, atol=1e-7)   # BLAS rounds by shape
+
+
+def test_softplus_matches_logaddexp_without_overflow():
+    from agent.forecast_numpy import _softplus
+    x = np.array([-1e4, -100.0, -20.0, -1.0, -1e-3, 0.0, 1e-3, 1.0, 20.0, 100.0, 1e4, 3e38], np.float32)
+    with np.errstate(over="raise"):
+        got = _softplus(x)
+    want = np.logaddexp(0.0, x.astype(np.float64))
+    assert got.dtype == np.float32 and np.all(np.abs(got - want) <= 1e-7 + 1e-7 * np.abs(want))
+    assert np.isnan(_softplus(np.array([np.nan], np.float32)))[0]
+
+
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_a_freshly_exported_net_runs_in_numpy_as_in_pytorch(tmp_path, cell):
     import torch
@@ -220,6 +241,11 @@ def test_a_nonfinite_row_falls_back_per_session_as_with_onnxruntime(copied):
             (y,) = real.run(names, feeds)
             y[0] = np.nan
             return [y]
+
+        def run_leading(self, x, horizons):   # what NumpyForecaster calls: the served horizons only
+            y = real.run_leading(x, horizons)
+            y[0] = np.nan
+            return y
 
     f.model = dataclasses.replace(f.model, session=Poisoned())
     sessions = sessions_with_steps(f.spec, [(0.5, 2 * GIB), (1.0, 4 * GIB)], f.spec.window)
