@@ -96,21 +96,10 @@ def build_batch_arrays(spec: FeatureSpec, tail_t: np.ndarray, tail_v: np.ndarray
     end = tail_t[:, -1:]
     if not np.isfinite(end).all():
         raise ValueError(f"item {int(np.flatnonzero(~np.isfinite(end[:, 0]))[0])}: no newest step")
-    # row of each tail entry: W-1 for the newest step, one less per step back
-    rows = (W - 1) - np.rint((end - tail_t) / step)
-    known = ~np.isnan(tail_t)
-    if known.all() and (rows == np.arange(W)).all():
-        values = tail_v                      # the usual case: every window full and gap-free
+    if (np.diff(tail_t, axis=1) == step).all():
+        values = tail_v                      # the usual case: every window full, gap-free, steps exact
     else:
-        both = known[:, 1:] & known[:, :-1]
-        unordered = (both & ~(np.diff(rows, axis=1) > 0)).any(axis=1)
-        if unordered.any():
-            raise ValueError(f"item {int(np.flatnonzero(unordered)[0])}: times must increase by at least "
-                             "one step (bucket to the step grid first)")
-        bi, pi = np.nonzero(known & (rows >= 0))
-        values = np.full((B, M, W), np.nan)
-        values[bi, :, rows[bi, pi].astype(np.int64)] = tail_v[bi, :, pi]
-
+        values = _by_rows(tail_t, tail_v, step)
     nan = np.isnan(values)
     # window max with a floor (fmax skips NaN; a metric missing all window long gets its floor)
     scale = np.fmax(np.fmax.reduce(values, axis=2), np.asarray(spec.scale_floors))   # [B, M]
@@ -136,6 +125,24 @@ def build_batch_arrays(spec: FeatureSpec, tail_t: np.ndarray, tail_v: np.ndarray
         x[:, :, col:col + len(spec.time_features)] = _row_time_features(spec, end[:, 0])
     return x, scale[:, list(spec.target_index)].astype(np.float32)
 
+
+def _by_rows(tail_t: np.ndarray, tail_v: np.ndarray, step: float) -> np.ndarray:
+    """Values [B, inputs, window] placed by their times: a short window's missing front, gaps, and
+    times off the exact step grid (rounded to the nearest step) come out right; NaN where nothing."""
+    B, M, W = tail_v.shape
+    rows = (W - 1) - np.rint((tail_t[:, -1:] - tail_t) / step)   # W-1 for the newest step, one less per step back
+    known = ~np.isnan(tail_t)
+    if known.all() and (rows == np.arange(W)).all():
+        return tail_v
+    both = known[:, 1:] & known[:, :-1]
+    unordered = (both & ~(np.diff(rows, axis=1) > 0)).any(axis=1)
+    if unordered.any():
+        raise ValueError(f"item {int(np.flatnonzero(unordered)[0])}: times must increase by at least "
+                         "one step (bucket to the step grid first)")
+    bi, pi = np.nonzero(known & (rows >= 0))
+    values = np.full((B, M, W), np.nan)
+    values[bi, :, rows[bi, pi].astype(np.int64)] = tail_v[bi, :, pi]
+    return values
 
 def _row_time_features(spec: FeatureSpec, end: np.ndarray) -> np.ndarray:
     """Time features of every row [B, W, n] for windows ending at `end` [B]; computed once per

@@ -82,13 +82,16 @@ class NumpyNet:
         neg = np.full(g * hd, -2.0, np.float32)
         neg[:sig] = -1.0
         self.sig = sig
-        w_ih_t = np.concatenate([w_ih.T, b_in[None]]) * neg                     # [C + 1, G*Hd]
-        if cell == "lstm":   # [input | h] @ [w_ih; w_hh]: one matmul a step (the GRU needs r * (h @ w_hh_n))
-            self.w_in = np.ascontiguousarray(np.concatenate([w_ih_t, w_hh.T * neg]))
+        # The recurrent layer runs feature-major (gates [G*Hd, B], h [Hd, B]): each gate is then one
+        # contiguous block, and the elementwise passes run as single loops, not one short loop per
+        # session (LSTM 11.2 -> 10.3 us per session at batch 1,000).
+        w_ih_b = np.concatenate([w_ih, b_in[:, None]], axis=1) * neg[:, None]   # [G*Hd, C + 1]
+        if cell == "lstm":   # [w_ih | w_hh] @ [input; h]: one matmul a step (the GRU needs r * (w_hh_n @ h))
+            self.w_in = np.ascontiguousarray(np.concatenate([w_ih_b, w_hh * neg[:, None]], axis=1))
         else:
-            self.w_in = np.ascontiguousarray(w_ih_t)
-        self.w_hh_t = np.ascontiguousarray(w_hh.T * neg)
-        self.b_rec = None if b_rec is None else b_rec * neg
+            self.w_in = np.ascontiguousarray(w_ih_b)
+        self.w_hh = np.ascontiguousarray(w_hh * neg[:, None])
+        self.b_rec = None if b_rec is None else (b_rec * neg)[:, None]
         head0 = f32["head0_weight"]
         self.h0_w_h = np.ascontiguousarray(head0[:, :hd].T)       # the head reads [h, newest raw step]
         self.h0_w_x = np.ascontiguousarray(head0[:, hd:].T)
@@ -130,15 +133,13 @@ class NumpyNet:
         if f != self.n_features or w % self.fold:
             raise ValueError(f"input [B, {w}, {f}] does not fit fold {self.fold} x {self.n_features} features")
         steps = w // self.fold
-        # session-major blocks, a view of x (no copy); each recurrent step reads the strided [B, C + 1]
-        # slice z[:, t]
-        blocks = x.reshape(b * steps, self.fold * f)
+        blocks = x.reshape(b * steps, self.fold * f)       # a view of x: [fold steps x features] blocks
         z = blocks @ self.conv_w
         z += self.conv_b
         np.maximum(z, 0.0, out=z)
-        z = z.reshape(b, steps, self.conv_w.shape[1])
-        h = self._lstm(z) if self.cell == "lstm" else self._gru(z)
-        a = h @ self.h0_w_h
+        z = np.ascontiguousarray(z.reshape(b, steps, z.shape[1]).transpose(1, 2, 0))   # [steps, C + 1, B]
+        h = self._lstm(z) if self.cell == "lstm" else self._gru(z)              # [Hd, B]
+        a = h.T @ self.h0_w_h
         a += x[:, -1] @ self.h0_w_x
         a += self.h0_b
         np.maximum(a, 0.0, out=a)
@@ -155,54 +156,56 @@ class NumpyNet:
         return out
 
     def _lstm(self, z: np.ndarray) -> np.ndarray:
+        """z [steps, C + 1, B] -> the last h [Hd, B]."""
         hd, sig = self.hidden, self.sig
-        b, steps, c_in = z.shape
-        g = np.empty((b, 4 * hd), np.float32)
-        zh = np.zeros((b, c_in + hd), np.float32)          # [this step's input | h]: h lives in here
-        h = zh[:, c_in:]
-        c = np.zeros((b, hd), np.float32)
+        steps, c_in, b = z.shape
+        g = np.empty((4 * hd, b), np.float32)
+        zh = np.zeros((c_in + hd, b), np.float32)          # [this step's input; h]: h lives in here
+        h = zh[c_in:]
+        c = np.zeros((hd, b), np.float32)
         tmp = np.empty_like(c)
         with np.errstate(over="ignore"):
             for t in range(steps):
-                zh[:, :c_in] = z[:, t]
-                np.matmul(zh, self.w_in, out=g)
+                zh[:c_in] = z[t]
+                np.matmul(self.w_in, zh, out=g)
                 _sigmoid_of_neg(g)                         # i, f, o; the candidate's sigmoid(2a)
-                cand = g[:, sig:]
+                cand = g[sig:]
                 cand *= 2.0
                 cand -= 1.0                                # tanh(a) = 2 sigmoid(2a) - 1
-                c *= g[:, hd:2 * hd]
-                np.multiply(g[:, :hd], cand, out=tmp)      # i * tanh(candidate)
+                c *= g[hd:2 * hd]
+                np.multiply(g[:hd], cand, out=tmp)         # i * tanh(candidate)
                 c += tmp
                 np.multiply(c, -2.0, out=tmp)
                 _sigmoid_of_neg(tmp)
                 tmp *= 2.0
                 tmp -= 1.0                                 # tanh(c)
-                np.multiply(g[:, 2 * hd:sig], tmp, out=h)
-        return h.copy()
+                np.multiply(g[2 * hd:sig], tmp, out=h)
+        return h
 
     def _gru(self, z: np.ndarray) -> np.ndarray:
+        """z [steps, C + 1, B] -> the last h [Hd, B]."""
         hd, sig = self.hidden, self.sig
-        b = z.shape[0]
-        g = np.empty((b, 3 * hd), np.float32)
+        steps, _, b = z.shape
+        g = np.empty((3 * hd, b), np.float32)
         rec = np.empty_like(g)
-        h = np.zeros((b, hd), np.float32)
+        h = np.zeros((hd, b), np.float32)
         tmp = np.empty_like(h)
         with np.errstate(over="ignore"):
-            for t in range(z.shape[1]):
-                np.matmul(z[:, t], self.w_in, out=g)
-                np.matmul(h, self.w_hh_t, out=rec)
+            for t in range(steps):
+                np.matmul(self.w_in, z[t], out=g)
+                np.matmul(self.w_hh, h, out=rec)
                 rec += self.b_rec
-                rz = g[:, :sig]
-                rz += rec[:, :sig]
+                rz = g[:sig]
+                rz += rec[:sig]
                 _sigmoid_of_neg(rz)                        # r, z
-                n = g[:, sig:]
-                np.multiply(rz[:, :hd], rec[:, sig:], out=tmp)
+                n = g[sig:]
+                np.multiply(rz[:hd], rec[sig:], out=tmp)
                 n += tmp                                   # -2 (input part + r * recurrent part)
                 _sigmoid_of_neg(n)
                 n *= 2.0
                 n -= 1.0                                   # tanh
                 np.subtract(h, n, out=tmp)
-                tmp *= rz[:, hd:]
+                tmp *= rz[hd:]
                 np.add(n, tmp, out=h)                      # (1 - z) * n + z * h
         return h
 

@@ -203,10 +203,10 @@ class OnnxForecaster:
                 bad = [batch[i].state.session_id for i, r in reasons.items() if r in ("nonfinite", "error")]
                 self.log.debug("heuristic for %s%s", dict(counts), f"; model output unusable for {bad}" if bad else "")
         source = self.source
-        for i, ans in enumerate(answers):
-            if out[i] is not None:
+        for i, (inp, ans) in enumerate(zip(batch, answers)):
+            if ans is None:           # answered by the heuristic above
                 continue
-            st = batch[i].state
+            st = inp.state
             cpu, mem = ans
             last = st.last_sample       # the newest pushed sample: buffers["mem_bytes"].latest(), cheaper
             if last is not None:

@@ -152,23 +152,32 @@ def tick_latency(state_dir: Path, parent: str, ticks: int, warm_ticks: int, anom
     # the kernel files it reads are live. Rates come out too high by the ratio; these are idle.
     start = time.time()
     start_up(agent, start)
-    times, cpu, steps = [], [], {}
+    times, cpu, steps, per_tick, youth = [], [], {}, [], []
     for k in range(warm_ticks + ticks):
         t0, c0 = time.perf_counter(), time.thread_time()
         report = agent.loop.run_once(start + k * cfg.agent.tick_seconds)
         if k == 0:
             tune_gc()  # as run_agent does after its first tick
+        if 2 <= k < warm_ticks:   # after the first ticks' rates, through the sessions' youth
+            youth.append(((time.perf_counter() - t0) * 1000, k,
+                          {name: round(dt * 1000, 3) for name, dt in report.durations.items()}))
         if k >= warm_ticks:  # the first ticks have no rates yet, and young sessions' answers change each tick
             times.append((time.perf_counter() - t0) * 1000)
             cpu.append((time.thread_time() - c0) * 1000)
             for name, dt in report.durations.items():
                 steps.setdefault(name, []).append(dt * 1000)
+            per_tick.append((times[-1], {name: round(dt * 1000, 3) for name, dt in report.durations.items()}))
         time.sleep(0.05)
     times.sort()
     p99 = times[min(len(times) - 1, int(round(0.99 * (len(times) - 1))))]
     return {"tick_p50_ms": round(statistics.median(times), 3), "tick_p99_ms": round(p99, 3),
             "tick_cpu_p50_ms": round(statistics.median(cpu), 3),
             "tick_steps_p50_ms": {k: round(statistics.median(v), 3) for k, v in steps.items()},
+            "slowest_tick_steps_ms": max(per_tick, key=lambda t: t[0])[1] if per_tick else {},
+            # every session adopted at once leaves its youth at the same tick: all change limits then
+            "slowest_warmup_tick_ms": round(max(youth)[0], 3) if youth else None,
+            "slowest_warmup_tick_index": max(youth)[1] if youth else None,
+            "slowest_warmup_tick_steps_ms": max(youth)[2] if youth else {},
             "sessions_seen": len(agent.loop.runtimes)}
 
 
@@ -225,7 +234,9 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=36.0,
                     help="seconds from the agent's start to its steady-state window")
     ap.add_argument("--ticks", type=int, default=30)
-    ap.add_argument("--warm-ticks", type=int, default=32, help="in-process ticks before timing them")
+    ap.add_argument("--warm-ticks", type=int, default=36,
+                    help="in-process ticks before timing them (young_samples = 30 and the ticks after it, "
+                         "where every session adopted at once leaves its youth and changes limits)")
     ap.add_argument("--no-anomaly", action="store_true", help="run the agent without its anomaly detector")
     ap.add_argument("--no-reference", action="store_true", help="skip collectd and node-exporter")
     ap.add_argument("--runner", default="auto", choices=("auto", "numpy", "onnxruntime"),
