@@ -87,3 +87,23 @@ def test_the_forecaster_applies_the_models_offsets(tmp_path):
     (p1,) = patched.predict(now, [s.input])
     assert p1.cpu.central == pytest.approx(p0.cpu.central + 0.25 * 4.0)        # window max 4 cores
     assert p1.mem == p0.mem
+
+
+def test_the_first_horizons_alone_calibrate_unscale_and_reduce_as_the_full_output():
+    """The agent cuts the output to its look-ahead's horizons before calibrating: the same numbers."""
+    from agent.features import unscale
+    from agent.forecast import reduce_output
+
+    rng = np.random.default_rng(5)
+    spec = FeatureSpec(output_offsets=rng.normal(0, 0.1, (12, 3, 2)))
+    y = rng.normal(0.5, 0.3, (40, 12, 3, 2)).astype(np.float32)
+    scale = rng.uniform(0.5, 4.0, (40, 2))
+    full = unscale(spec, calibrate(spec, y).astype(np.float64), scale)
+    for k in (1, 3, 12):
+        part = unscale(spec, calibrate(spec, y[:, :k]).astype(np.float64), scale)
+        np.testing.assert_array_equal(part, full[:, :k])
+        for look in (1, k):
+            for a, b in zip(reduce_output(spec, part, 0.5, 0.99, look), reduce_output(spec, full, 0.5, 0.99, look)):
+                np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError):
+        unscale(spec, y[:, :0], scale)
