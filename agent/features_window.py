@@ -144,6 +144,7 @@ def _by_rows(tail_t: np.ndarray, tail_v: np.ndarray, step: float) -> np.ndarray:
     values[bi, :, rows[bi, pi].astype(np.int64)] = tail_v[bi, :, pi]
     return values
 
+
 def _row_time_features(spec: FeatureSpec, end: np.ndarray) -> np.ndarray:
     """Time features of every row [B, W, n] for windows ending at `end` [B]; computed once per
     distinct end (a tick's windows mostly end at the same step)."""

@@ -114,13 +114,10 @@ class NumpyNet:
 
     def run(self, names: Sequence[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """InferenceSession.run's call as OnnxForecaster makes it: the output "q" for input "x"."""
-        if self._blas_limit is None:
-            return [self.forward(feeds["x"])]
-        with self._blas_limit():
-            return [self.forward(feeds["x"])]
+        return [self.run_leading(feeds["x"], None)]
 
-    def run_leading(self, x: np.ndarray, horizons: int) -> np.ndarray:
-        """`run`'s output at the first `horizons` horizons only (the head computes no more)."""
+    def run_leading(self, x: np.ndarray, horizons: int | None) -> np.ndarray:
+        """`run`'s output at the first `horizons` horizons only (the head computes no more); None: all."""
         if self._blas_limit is None:
             return self.forward(x, horizons)
         with self._blas_limit():

@@ -260,13 +260,14 @@ def test_the_net_runs_on_the_configured_blas_threads(copied, monkeypatch):
     net, seen = f.model.session, []
     forward = net.forward
 
-    def spy(x):
+    def spy(x, horizons=None):
         seen.append([lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"])
-        return forward(x)
+        return forward(x, horizons)
 
     monkeypatch.setattr(net, "forward", spy)
     net.run(["q"], {"x": probe_batch(f.spec)})
-    assert seen == [[1] * len(seen[0])] and seen[0]
+    net.run_leading(probe_batch(f.spec), 3)
+    assert len(seen) == 2 and seen == [[1] * len(seen[0])] * 2 and seen[0]
 
 
 def test_the_runner_option_picks_who_runs_the_net_and_swapped_models_keep_it(tmp_path, caplog):
