@@ -215,5 +215,3 @@ class OnnxForecaster:
                     mem = ResourcePrediction(mem.central, float(latest))
             out[i] = Prediction(cpu, mem, source, st.samples_seen)
         return out  # type: ignore[return-value]
-
-

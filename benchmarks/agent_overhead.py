@@ -158,26 +158,29 @@ def tick_latency(state_dir: Path, parent: str, ticks: int, warm_ticks: int, anom
         report = agent.loop.run_once(start + k * cfg.agent.tick_seconds)
         if k == 0:
             tune_gc()  # as run_agent does after its first tick
+        wall_ms = (time.perf_counter() - t0) * 1000
+        step_ms = {name: dt * 1000 for name, dt in report.durations.items()}
         if 2 <= k < warm_ticks:   # after the first ticks' rates, through the sessions' youth
-            youth.append(((time.perf_counter() - t0) * 1000, k,
-                          {name: round(dt * 1000, 3) for name, dt in report.durations.items()}))
+            youth.append((wall_ms, k, step_ms))
         if k >= warm_ticks:  # the first ticks have no rates yet, and young sessions' answers change each tick
-            times.append((time.perf_counter() - t0) * 1000)
+            times.append(wall_ms)
             cpu.append((time.thread_time() - c0) * 1000)
-            for name, dt in report.durations.items():
-                steps.setdefault(name, []).append(dt * 1000)
-            per_tick.append((times[-1], {name: round(dt * 1000, 3) for name, dt in report.durations.items()}))
+            for name, ms in step_ms.items():
+                steps.setdefault(name, []).append(ms)
+            per_tick.append((wall_ms, step_ms))
         time.sleep(0.05)
+    slowest = max(per_tick, key=lambda t: t[0])[1] if per_tick else {}
+    youth_ms, youth_k, youth_steps = max(youth, key=lambda t: t[0]) if youth else (None, None, {})
     times.sort()
     p99 = times[min(len(times) - 1, int(round(0.99 * (len(times) - 1))))]
     return {"tick_p50_ms": round(statistics.median(times), 3), "tick_p99_ms": round(p99, 3),
             "tick_cpu_p50_ms": round(statistics.median(cpu), 3),
             "tick_steps_p50_ms": {k: round(statistics.median(v), 3) for k, v in steps.items()},
-            "slowest_tick_steps_ms": max(per_tick, key=lambda t: t[0])[1] if per_tick else {},
+            "slowest_tick_steps_ms": {k: round(v, 3) for k, v in slowest.items()},
             # every session adopted at once leaves its youth at the same tick: all change limits then
-            "slowest_warmup_tick_ms": round(max(youth)[0], 3) if youth else None,
-            "slowest_warmup_tick_index": max(youth)[1] if youth else None,
-            "slowest_warmup_tick_steps_ms": max(youth)[2] if youth else {},
+            "slowest_warmup_tick_ms": None if youth_ms is None else round(youth_ms, 3),
+            "slowest_warmup_tick_index": youth_k,
+            "slowest_warmup_tick_steps_ms": {k: round(v, 3) for k, v in youth_steps.items()},
             "sessions_seen": len(agent.loop.runtimes)}
 
 
@@ -239,7 +242,8 @@ def main() -> None:
                          "where every session adopted at once leaves its youth and changes limits)")
     ap.add_argument("--no-anomaly", action="store_true", help="run the agent without its anomaly detector")
     ap.add_argument("--no-reference", action="store_true", help="skip collectd and node-exporter")
-    ap.add_argument("--runner", default="auto", choices=("auto", "numpy", "onnxruntime"),
+    from agent.forecast_numpy import RUNNERS
+    ap.add_argument("--runner", default="auto", choices=RUNNERS,
                     help="the agent's [forecast] runner")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--serve-agent", metavar="CONFIG", help=argparse.SUPPRESS)  # the --no-anomaly agent process
