@@ -27,7 +27,7 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from agent.logs import setup_logging
+    from agent.observe.logs import setup_logging
     from agent.main import build_agent, run_agent
 
     cfg = _config(args)
@@ -82,7 +82,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_sessions(args: argparse.Namespace) -> int:
-    from agent.session import SessionStore
+    from agent.sessions.store import SessionStore
 
     cfg = _config(args)
     sessions = SessionStore(cfg.state_dir).load_all()
@@ -99,9 +99,9 @@ def cmd_sessions(args: argparse.Namespace) -> int:
 
 
 def _manager(cfg: Config):
-    from agent.lifecycle import SessionManager
+    from agent.sessions.lifecycle import SessionManager
     from agent.main import choose_actuator
-    from agent.session import SessionStore
+    from agent.sessions.store import SessionStore
 
     actuator, _, notes = choose_actuator(cfg, dry_run=False)
     for n in notes:
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pspe-agent: config error: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # every other failure: one clear line, non-zero exit
-        from agent.session import SessionError
+        from agent.sessions.store import SessionError
         if isinstance(e, (SessionError, FileExistsError, FileNotFoundError, PermissionError)):
             print(f"pspe-agent: {e}", file=sys.stderr)
             return 1

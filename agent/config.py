@@ -75,7 +75,7 @@ class PolicySection:
     # came in a VM's first day, at 2-3x the peak seen so far): its memory cap does not come down
     # before it is this old. It may go up at any time.
     mem_warmup_seconds: float = 48 * 3600.0
-    # Online conformal correction (agent/conformal.py): per session, each level's margin adapts so
+    # Online conformal correction (agent/forecast/conformal.py): per session, each level's margin adapts so
     # its share of steps with demand at or above it tracks the target below (0: no correction).
     conformal: bool = True
     cpu_cap_miss: float = 0.01            # CPU cap (quota)
@@ -97,9 +97,9 @@ class ForecastSection:
     step_seconds: float = 0.0             # 0 = the model's own step; set for time-compressed replay
     model_sha256: str = ""                # expected checksum of model_path ("" = not checked)
     registry_uri: str = ""                # MLflow server (http://host:5000) promoted models are fetched from
-                                          # (agent/model_fetch.py); "" = only local model paths are loaded
+                                          # (agent/models/fetch.py); "" = only local model paths are loaded
     # Each session's median: the model's, or a simple rule on its own steps (last value, median of
-    # the newest 3, 12, 36), whichever was closest for it lately (agent/point_select.py); the scores'
+    # the newest 3, 12, 36), whichever was closest for it lately (agent/forecast/point_select.py); the scores'
     # half-life in model steps (288 = a day of 5-min steps).
     point_select: bool = True
     point_half_life_steps: float = 288.0

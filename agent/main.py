@@ -17,21 +17,21 @@ from agent.actuate.cgroup_v1 import CgroupV1Actuator
 from agent.actuate.cgroup_v2 import CgroupV2Actuator
 from agent.actuate.docker import DockerActuator
 from agent.actuate.dryrun import DryRunActuator
-from agent.anomaly import AnomalyDetector
-from agent.anomaly_learned import ForecastResiduals
+from agent.anomaly.detector import AnomalyDetector
+from agent.anomaly.learned import ForecastResiduals
 from agent.collect.collector import Collector
 from agent.collect.detect import detect_cgroup_version
 from agent.collect.procfs import read_host_capacity
 from agent.config import Config
-from agent.docker_client import docker_configured
-from agent.docker_watch import docker_specs, watch_containers
-from agent.forecast import ModelHolder
-from agent.http import AgentHttpServer, health, parse_listen
-from agent.lifecycle import SessionManager
+from agent.actuate.docker_client import docker_configured
+from agent.sessions.container_watch import docker_specs, watch_containers
+from agent.forecast.base import ModelHolder
+from agent.observe.http import AgentHttpServer, health, parse_listen
+from agent.sessions.lifecycle import SessionManager
 from agent.malloc_tune import keep_freed_memory
-from agent.loop import AgentLoop, RecordSink, TickReport
-from agent.metrics import AgentMetrics
-from agent.session import SessionStore
+from agent.loop.agent_loop import AgentLoop, RecordSink, TickReport
+from agent.observe.metrics import AgentMetrics
+from agent.sessions.store import SessionStore
 
 log = logging.getLogger("pspe.agent")
 
@@ -151,7 +151,7 @@ class _NoBus:
 def attach_bus(agent: Agent, clock: Callable[[], float] = time.time, broker=None):
     """Telemetry out, commands in, app metrics from MQTT: only what the config (or a demo broker) asks for."""
     from agent.bus.wiring import build_agent_bus
-    from agent.command_apply import CommandApplier
+    from agent.loop.command_apply import CommandApplier
 
     bus = build_agent_bus(agent.cfg, owns_session=agent.manager.store.has, handler=CommandApplier(agent, clock),
                           clock=clock, broker=broker)
@@ -188,7 +188,7 @@ async def run_agent(agent: Agent, *, ticks: int | None = None, clock: Callable[[
     server = None
     if agent.cfg.http.listen and ticks is None:
         server = AgentHttpServer(
-            agent.metrics,
+            agent.observe.metrics,
             lambda: health(_last_tick(agent), agent.started_at, clock(), agent.cfg.http.stall_seconds),
             lambda: dict(agent.status(), bus=bus.stats()),
         )

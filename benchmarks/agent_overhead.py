@@ -132,7 +132,7 @@ def serve_agent(config: str) -> None:
     import asyncio
 
     from agent.config import load_config
-    from agent.logs import setup_logging
+    from agent.observe.logs import setup_logging
     from agent.main import build_agent, run_agent
 
     setup_logging("warning")
@@ -242,7 +242,7 @@ def main() -> None:
                          "where every session adopted at once leaves its youth and changes limits)")
     ap.add_argument("--no-anomaly", action="store_true", help="run the agent without its anomaly detector")
     ap.add_argument("--no-reference", action="store_true", help="skip collectd and node-exporter")
-    from agent.forecast_numpy import RUNNERS
+    from agent.forecast.numpy_runner import RUNNERS
     ap.add_argument("--runner", default="auto", choices=RUNNERS,
                     help="the agent's [forecast] runner")
     ap.add_argument("--json", action="store_true")

@@ -23,11 +23,11 @@ sys.path.insert(0, str(ROOT))
 
 def _frontier_one(args: tuple) -> tuple[str, str, dict]:
     traces, model, limit, days, index = args
-    from training.evaluation_run import read_group
-    from training.policies import frontier_runs
-    from training.replay import replay
-    from training.replay_metrics import summarize
-    from training.traces.bitbrains import list_traces
+    from training.evaluation.run import read_group
+    from training.evaluation.policies import frontier_runs
+    from training.evaluation.replay import replay
+    from training.evaluation.replay_metrics import summarize
+    from training.data.bitbrains import list_traces
 
     family, run = frontier_runs(model)[index]
     series, _ = read_group(list_traces(traces)[:limit], days)
@@ -37,7 +37,7 @@ def _frontier_one(args: tuple) -> tuple[str, str, dict]:
 
 
 def frontier(traces: str, model: str, limit: int | None, days: float | None, jobs: int) -> list[dict]:
-    from training.policies import frontier_runs
+    from training.evaluation.policies import frontier_runs
 
     n = len(frontier_runs(model))
     work = [(traces, model, limit, days, i) for i in range(n)]
@@ -111,12 +111,12 @@ def replot(results: Path, out: Path, title: str) -> None:
 
 
 def inference_cost(model: str) -> dict:
-    from agent.forecast_onnx import OnnxForecaster, benchmark_inference_us
+    from agent.forecast.onnx_runner import OnnxForecaster, benchmark_inference_us
     from agent.malloc_tune import keep_freed_memory
 
     keep_freed_memory()    # as the agent runs (agent/main.py)
 
-    from agent.forecast import BUNDLED_MODEL
+    from agent.forecast.base import BUNDLED_MODEL
     return benchmark_inference_us(OnnxForecaster(model or BUNDLED_MODEL, threads=1), batch=1000)
 
 
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(report["inference"]), flush=True)
     standard = {}
     if not args.skip_evaluate:
-        from training.evaluation_run import EvalOptions, evaluate_dir, format_table, json_summary
+        from training.evaluation.run import EvalOptions, evaluate_dir, format_table, json_summary
         res = evaluate_dir(EvalOptions(args.traces, model_path=args.model, limit=args.limit, days=args.days,
                                        jobs=args.jobs),
                            progress=lambda d, n: print(f"evaluate {d}/{n}", file=sys.stderr, flush=True))

@@ -39,17 +39,17 @@ def best_us(fn, batch: int, repeats: int) -> float:
 
 
 def measure(forecaster, batch: int, repeats: int) -> dict:
-    from agent.features import build_batch
-    from agent.forecast_onnx import benchmark_inference_us, synthetic_inputs
+    from agent.features.spec import build_batch
+    from agent.forecast.onnx_runner import benchmark_inference_us, synthetic_inputs
 
     out = {k: round(v, 2) for k, v in benchmark_inference_us(forecaster, batch, repeats).items()}
     steps = [inp.steps for inp in synthetic_inputs(forecaster.spec, batch)]
     out["windows_us_per_session"] = best_us(lambda: forecaster._windows(steps), batch, repeats)
-    if forecaster.selector is not None:   # the median choice alone (agent/point_select.py), as at a step boundary
+    if forecaster.selector is not None:   # the median choice alone (agent/forecast/point_select.py), as at a step boundary
         import numpy as np
 
-        from agent.features import calibrate, unscale
-        from agent.point_select import NEVER
+        from agent.features.spec import calibrate, unscale
+        from agent.forecast.point_select import NEVER
         x, scale, times, values = forecaster._windows(steps)
         y = unscale(forecaster.spec, calibrate(forecaster.spec, forecaster.model.session.run(["q"], {"x": x})[0])
                     .astype(np.float64), scale)
@@ -80,8 +80,8 @@ def child_run(args: argparse.Namespace, runner: str, default_malloc: bool) -> di
 
 
 def measure_runner(model: str, runner: str, batch: int, repeats: int, step_ticks_only: bool = False) -> dict:
-    from agent.forecast_numpy import NumpyForecaster
-    from agent.forecast_onnx import OnnxForecaster
+    from agent.forecast.numpy_runner import NumpyForecaster
+    from agent.forecast.onnx_runner import OnnxForecaster
     cls = NumpyForecaster if runner.startswith("numpy") else OnnxForecaster
     forecaster = cls(model, threads=1, point_select=not runner.endswith("_net_median"))
     return step_ticks(forecaster, batch, repeats) if step_ticks_only else measure(forecaster, batch, repeats)
@@ -90,8 +90,8 @@ def measure_runner(model: str, runner: str, batch: int, repeats: int, step_ticks
 def step_ticks(forecaster, batch: int, repeats: int) -> dict:
     """Step-boundary ticks and nothing else in this process (after one warm-up tick): what the
     malloc tuning is for, since nothing before them has freed large blocks."""
-    from agent.forecast_onnx import synthetic_inputs
-    from agent.point_select import NEVER
+    from agent.forecast.onnx_runner import synthetic_inputs
+    from agent.forecast.point_select import NEVER
 
     inputs = synthetic_inputs(forecaster.spec, batch)
     now = forecaster.spec.window * forecaster.spec.step_seconds
@@ -118,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="time only step-boundary ticks, each runner in a fresh process per malloc setting")
     args = p.parse_args(argv)
 
-    from agent.forecast import BUNDLED_MODEL
-    from agent.forecast_numpy import weights_path_for
+    from agent.forecast.base import BUNDLED_MODEL
+    from agent.forecast.numpy_runner import weights_path_for
 
     model = args.model or str(BUNDLED_MODEL)
     if args.runner:
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure_runner(model, args.runner, args.batch, args.repeats, args.step_ticks_only)))
         return 0
     result: dict = {"model": model, "batch": args.batch, "load_average_before": os.getloadavg()[0]}
-    # each runner as the agent runs it (each session's median chosen, agent/point_select.py, malloc
+    # each runner as the agent runs it (each session's median chosen, agent/forecast/point_select.py, malloc
     # tuned), and without that choice; then each with glibc's default malloc: in the same run
     runners = [r for r in RUNNERS if weights_path_for(model).is_file() or not r.startswith("numpy")]
     modes = [False] if args.no_reference else [False, True]

@@ -40,14 +40,14 @@ sys.path.insert(0, str(ROOT))
 import aio_pika  # noqa: E402
 import psycopg  # noqa: E402
 
-from agent import protocol  # noqa: E402
+from agent.bus import protocol  # noqa: E402
 from agent.bus import records  # noqa: E402
 from agent.bus.amqp import AmqpPublisher, AmqpQueueSource, declare_topology  # noqa: E402
 from agent.bus.backoff import Backoff  # noqa: E402
 from agent.bus.publisher import SeqCounter, TelemetryPublisher  # noqa: E402
 from agent.bus.spool import Spool  # noqa: E402
 from agent.bus.topology import Topology  # noqa: E402
-from agent.state import SAMPLE_METRICS, Sample  # noqa: E402
+from agent.state.samples import SAMPLE_METRICS, Sample  # noqa: E402
 from profiles import copybin, rows  # noqa: E402
 from profiles.ingest import Ingest  # noqa: E402
 from profiles.migrate import migrate  # noqa: E402

@@ -1,7 +1,7 @@
 """Anomaly detection benchmark: NAB scores of the agent's detector, its cost per session per tick,
 and how often it alerts on replayed real VMs that have nothing wrong with them.
 
-1. NAB: `training.nab_run` feeds every file of the corpus row by row to the
+1. NAB: `training.anomaly.nab_run` feeds every file of the corpus row by row to the
    agent's scorer and scores the result by NAB's rules (standard, reward-low-FP,
    reward-low-FN), as `pspe-train nab` does.
 2. Cost: one AnomalyDetector session with every scored metric (12) plus two
@@ -10,7 +10,7 @@ and how often it alerts on replayed real VMs that have nothing wrong with them.
 3. Alert rate: Bitbrains Rnd VMs (July 2013) replayed one sample per tick
    through the full detector (typed rules, generic alert, limiter).
 4. Footprint: tracemalloc over 100 sessions fed replayed Bitbrains samples for
-   600 ticks, every metric of agent.state.SAMPLE_METRICS present (the ones the
+   600 ticks, every metric of agent.state.samples.SAMPLE_METRICS present (the ones the
    trace lacks synthesised), and the CPU time per session per tick of that run.
 
     .venv/bin/python benchmarks/nab_score.py [NAB_DIR] [--replay-vms 20] [--json]
@@ -33,9 +33,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agent.anomaly import SCORED_METRICS, AnomalyDetector  # noqa: E402
-from agent.state import Sample  # noqa: E402
-from training.nab_run import format_report, run_nab  # noqa: E402
+from agent.anomaly.detector import SCORED_METRICS, AnomalyDetector  # noqa: E402
+from agent.state.samples import Sample  # noqa: E402
+from training.anomaly.nab_run import format_report, run_nab  # noqa: E402
 
 DEFAULT_NAB = ROOT.parent / "shared" / "data" / "nab"
 DEFAULT_VMS = ROOT.parent / "shared" / "data" / "bitbrains-rnd" / "2013-7"
@@ -81,8 +81,8 @@ def session_cost(periodic: bool, ticks: int = 2000, warmup: int = 2500, reps: in
 
 def fleet_samples(directory: Path, sessions: int, ticks: int) -> list[list[dict[str, float]]]:
     """Per session, `ticks` rows of every SAMPLE_METRICS metric: Bitbrains where it has them, else synthetic."""
-    from agent.state import SAMPLE_METRICS
-    from training.traces.bitbrains import list_traces, read_trace
+    from agent.state.samples import SAMPLE_METRICS
+    from training.data.bitbrains import list_traces, read_trace
 
     rng = np.random.default_rng(0)
     paths = sorted(list_traces(directory), key=lambda p: (len(p.name), p.name))[:sessions]
@@ -140,7 +140,7 @@ def fleet_footprint(directory: Path, sessions: int = 100, ticks: int = 600) -> d
 
 def replay_alert_rate(directory: Path, vms: int) -> dict:
     """Alerts per 1,000 ticks on real VMs replayed one 5-minute sample per tick."""
-    from training.traces.bitbrains import list_traces, read_trace
+    from training.data.bitbrains import list_traces, read_trace
 
     paths = sorted(list_traces(directory), key=lambda p: (len(p.name), p.name))[:vms]
     counts: Counter[str] = Counter()

@@ -1,7 +1,7 @@
 """Where the model policy's OOM kills happen: every kill of a replay of the agent's defaults, with
 the VM's age, its demand against the limit in force and against its highest memory so far.
 
-Replays hosts of 16 VMs through training.replay.replay_host (the agent's forecaster, policy and
+Replays hosts of 16 VMs through training.evaluation.replay.replay_host (the agent's forecaster, policy and
 arbitration, as `pspe-train evaluate` does) with [policy] overrides given as JSON, and records
 each step whose memory demand was above the hard limit.
 
@@ -25,10 +25,10 @@ sys.path.insert(0, str(ROOT))
 
 def one_host(args: tuple) -> list[dict]:
     paths, overrides = args
-    import training.replay as replay
-    from training.data import series_from_bitbrains
-    from training.policies import model_run, replay_policy
-    from training.traces.bitbrains import read_trace
+    import training.evaluation.replay as replay
+    from training.data.series import series_from_bitbrains
+    from training.evaluation.policies import model_run, replay_policy
+    from training.data.bitbrains import read_trace
 
     group = [series_from_bitbrains(read_trace(p)) for p in paths]
     tracks = {}
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = p.parse_args(argv)
-    from training.traces.bitbrains import list_traces
+    from training.data.bitbrains import list_traces
 
     paths = list_traces(args.traces)[: args.limit]
     tasks = [(paths[i:i + 16], json.loads(args.policy)) for i in range(0, len(paths), 16)]

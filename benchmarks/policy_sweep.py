@@ -1,7 +1,7 @@
 """Policy sweep: replay a cut of a trace directory through the agent's policy under named variants.
 
 Each variant is the model (or a baseline) plus [policy] overrides and a look-ahead; every one runs
-through the real `agent.policy.decide` and `agent.arbitrate` (training/replay.py). For choosing the
+through the real `agent.policy.decide.decide` and `agent.policy.arbitrate` (training/evaluation/replay.py). For choosing the
 agent's policy defaults on a cut before the full-month run of benchmarks/forecast_eval.py.
 
     .venv/bin/python benchmarks/policy_sweep.py --traces ../shared/data/bitbrains-rnd/2013-8 \
@@ -31,7 +31,7 @@ SHOWN = ("cpu_slack", "cpu_under", "cpu_req_slack", "cpu_req_under", "mem_slack"
 
 
 def make_run(name: str, spec: dict, model: str):
-    from training.policies import model_run, named_baseline, replay_policy
+    from training.evaluation.policies import model_run, named_baseline, replay_policy
 
     spec = dict(spec)
     lookahead = int(spec.pop("lookahead", 3))
@@ -43,10 +43,10 @@ def make_run(name: str, spec: dict, model: str):
 
 def _one(args: tuple) -> tuple[str, dict, float]:
     traces, model, limit, days, name, spec = args
-    from training.evaluation_run import read_group
-    from training.replay import replay
-    from training.replay_metrics import summarize
-    from training.traces.bitbrains import list_traces
+    from training.evaluation.run import read_group
+    from training.evaluation.replay import replay
+    from training.evaluation.replay_metrics import summarize
+    from training.data.bitbrains import list_traces
 
     t0 = time.process_time()
     series, _ = read_group(list_traces(traces)[:limit], days)

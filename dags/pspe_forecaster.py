@@ -21,7 +21,7 @@ CHAMPION = Asset(name="pspe_forecaster_champion", uri="pspe://registry/pspe-fore
 def _cfg(params):
     import os
 
-    from training.pipeline_rules import PipelineConfig
+    from training.pipeline.rules import PipelineConfig
 
     return PipelineConfig.from_mapping(os.environ, (params or {}).get("settings") or {})
 
@@ -33,20 +33,20 @@ def _cfg(params):
 def pspe_forecaster():
     @task
     def interval(params=None, triggering_asset_events=None, logical_date=None) -> str:
-        from training.pipeline_rules import resolve_until
+        from training.pipeline.rules import resolve_until
 
         extras = [e.extra or {} for events in (triggering_asset_events or {}).values() for e in events]
         return resolve_until((params or {}).get("until"), extras, logical_date).isoformat()
 
     @task(retries=1, retry_delay=dt.timedelta(minutes=10), execution_timeout=dt.timedelta(hours=2))
     def train(until: str, params=None) -> dict:
-        from training.pipeline import train_challenger
+        from training.pipeline.steps import train_challenger
 
         return train_challenger(_cfg(params), dt.datetime.fromisoformat(until))
 
     @task(execution_timeout=dt.timedelta(hours=1))
     def validate(until: str, challenger: dict, params=None) -> dict:
-        from training.pipeline import validate
+        from training.pipeline.steps import validate
 
         return validate(_cfg(params), dt.datetime.fromisoformat(until), challenger["version"])
 
@@ -57,7 +57,7 @@ def pspe_forecaster():
     def promote(verdict: dict, params=None, outlet_events=None) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from training.pipeline import promote_if_better
+        from training.pipeline.steps import promote_if_better
 
         out = promote_if_better(_cfg(params), verdict)
         if not out["promoted"]:
@@ -70,7 +70,7 @@ def pspe_forecaster():
     def publish(until: str, promoted: dict, params=None) -> dict:
         import time
 
-        from training.pipeline_publish import publish_promotion
+        from training.pipeline.publish import publish_promotion
 
         # the signature's time is the send time (agents refuse stale commands), not the logical date
         return publish_promotion(_cfg(params), dt.datetime.fromisoformat(until), promoted, time.time())

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start the PSPE model registry: an MLflow tracking server with a database backend store and a
 # local artifact root served through the server (--serve-artifacts), so agents download models
-# over HTTP from the same address they resolve aliases on (agent/model_fetch.py).
+# over HTTP from the same address they resolve aliases on (agent/models/fetch.py).
 #
 # Settings (environment; defaults for one local machine, see mlflow/README.md):
 #   PSPE_MLFLOW_HOST       127.0.0.1

@@ -18,8 +18,8 @@ import struct
 import msgspec
 import numpy as np
 
-from agent import protocol
-from agent.state import SAMPLE_METRICS
+from agent.bus import protocol
+from agent.state.samples import SAMPLE_METRICS
 from profiles.rows import json_safe
 
 HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)

@@ -24,7 +24,7 @@ from typing import Callable
 
 import psycopg
 
-from agent import protocol
+from agent.bus import protocol
 from agent.bus.backoff import Backoff
 from agent.bus.amqp import AmqpQueueSource
 from agent.bus.base import BusUnavailable, CommandSource, Delivery

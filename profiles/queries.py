@@ -20,7 +20,7 @@ from typing import Mapping, Sequence
 import psycopg
 from psycopg.types.json import Jsonb
 
-from agent.limits import Bounds, Limits
+from agent.policy.limits import Bounds, Limits
 
 DROP_ORDER = ("user", "image")
 

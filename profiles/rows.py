@@ -13,8 +13,8 @@ from typing import Any
 import msgspec
 from psycopg.types.json import Jsonb
 
-from agent import protocol
-from agent.state import SAMPLE_METRICS
+from agent.bus import protocol
+from agent.state.samples import SAMPLE_METRICS
 
 UTC = dt.timezone.utc
 _dumps = msgspec.json.encode   # several times faster than json.dumps; input is json_safe already

@@ -22,7 +22,7 @@ from typing import Sequence
 
 import psycopg
 
-from agent import protocol
+from agent.bus import protocol
 from profiles import copybin, partitions, rows
 
 MAX_FUTURE_DAYS = 2

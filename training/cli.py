@@ -15,10 +15,10 @@ DEFAULT_TRAIN = SHARED_DATA / "bitbrains-rnd" / "2013-7"
 # ---- fit --------------------------------------------------------------------
 
 def add_fit_parser(sub) -> None:
-    # Defaults: the shipped recipe (training/recipe.py), so `pspe-train fit` alone trains the bundled model
+    # Defaults: the shipped recipe (training/forecaster/recipe.py), so `pspe-train fit` alone trains the bundled model
     # again. The previous recipe: --val ../shared/data/bitbrains-rnd/2013-8 --max-epochs 16 --median-weight 1
     # --vm-weights none --no-init-persistence --train-per-series 400.
-    from training.recipe import SHIPPED
+    from training.forecaster.recipe import SHIPPED
 
     p = sub.add_parser("fit", help="train the forecaster, export ONNX (+ provenance), log to MLflow if set")
     p.add_argument("--train", default=str(DEFAULT_TRAIN), help="Bitbrains-format directory to train on")
@@ -35,7 +35,7 @@ def add_fit_parser(sub) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--limit", type=int, default=None, help="use only the first N series of each directory")
     p.add_argument("--spec-version", type=int, choices=(1, 2), default=1,
-                   help="feature spec: 1, or 2 with same-time lags of a day and a week (agent/features_lags.py)")
+                   help="feature spec: 1, or 2 with same-time lags of a day and a week (agent/features/lags.py)")
     p.add_argument("--calib-every", type=int, default=SHIPPED.calib_every,
                    help="hold out every Nth training VM to calibrate the quantiles on (0: no calibration)")
     p.add_argument("--median-weight", type=float, default=SHIPPED.median_weight,
@@ -63,8 +63,8 @@ def spec_overrides(version: int) -> dict:
 
 def fit_config(args: argparse.Namespace):
     """The FitConfig a parsed `pspe-train fit` command line asks for."""
-    from training.fit import DEFAULT_OUT, FitConfig
-    from training.registry import tracking_uri
+    from training.forecaster.fit import DEFAULT_OUT, FitConfig
+    from training.pipeline.registry import tracking_uri
 
     return FitConfig(train_dir=args.train, val_dir=args.val, out=args.out or str(DEFAULT_OUT), cell=args.cell,
                      hidden=args.hidden, fold=args.fold, max_epochs=args.max_epochs, max_minutes=args.max_minutes,
@@ -76,7 +76,7 @@ def fit_config(args: argparse.Namespace):
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from training.fit import fit
+    from training.forecaster.fit import fit
 
     cfg = fit_config(args)
     prov = fit(cfg)
@@ -109,7 +109,7 @@ def add_evaluate_parser(sub) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from training.evaluation_run import EvalOptions, evaluate_dir, format_table, json_summary
+    from training.evaluation.run import EvalOptions, evaluate_dir, format_table, json_summary
     from training.progress import progress_reporter
 
     opts = EvalOptions(traces=args.traces, model_path=args.model, limit=args.limit, days=args.days,
@@ -141,8 +141,8 @@ def add_nab_parser(sub) -> None:
 
 def cmd_nab(args: argparse.Namespace) -> int:
     # numpy and the agent's detector only: no torch, no Lightning.
-    from training.nab_corpus import NabCorpusError
-    from training.nab_run import format_report, run_nab
+    from training.anomaly.nab_corpus import NabCorpusError
+    from training.anomaly.nab_run import format_report, run_nab
 
     try:
         run = run_nab(args.nab_dir)

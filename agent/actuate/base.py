@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from agent.limits import Limits
+from agent.policy.limits import Limits
 
 
 class ActuateError(Exception):

@@ -16,7 +16,7 @@ from agent.actuate import cgroupfs as fs
 from agent.actuate.base import ActuateError, ApplyResult, clean_cgroup, validate_device
 from agent.actuate.mapping import DEFAULT_PERIOD_US, RawLimits, from_raw, host_capacity, to_raw
 from agent.collect.errors import CgroupVanished
-from agent.limits import Limits
+from agent.policy.limits import Limits
 
 CONTROLLERS = ("cpu", "cpuacct", "memory", "blkio", "pids")
 _IO_FILES = ("read_bps", "write_bps", "read_iops", "write_iops")

@@ -19,7 +19,7 @@ from agent.actuate.mapping import (DEFAULT_PERIOD_US, UNLIMITED_QUOTA, RawLimits
                                    host_capacity, memory_high, shares_from_weight, to_raw,
                                    weight_from_shares)
 from agent.collect.errors import CgroupVanished
-from agent.limits import Limits
+from agent.policy.limits import Limits
 
 CONTROLLERS = ("cpu", "memory", "io", "pids")
 _IO_KEYS = ("rbps", "wbps", "riops", "wiops")

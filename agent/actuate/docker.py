@@ -33,8 +33,8 @@ from agent.actuate.cgroup_v2 import CgroupV2Actuator
 from agent.actuate.mapping import DEFAULT_PERIOD_US, from_raw, host_capacity, to_raw
 from agent.collect.docker_cgroup import container_id_from_cgroup
 from agent.collect.errors import CgroupVanished
-from agent.docker_client import DockerConnection, DockerUnavailable
-from agent.limits import Limits
+from agent.actuate.docker_client import DockerConnection, DockerUnavailable
+from agent.policy.limits import Limits
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ period, shares, memory limit, soft limit), with a few rules of its own:
 from __future__ import annotations
 
 from agent.actuate.mapping import RawLimits
-from agent.limits import MIB
+from agent.policy.limits import MIB
 
 DOCKER_MIN_MEMORY = 6 * MIB
 NANO = 1_000_000_000

@@ -17,7 +17,7 @@ from agent.actuate.base import ActuateError, ApplyResult, clean_cgroup, validate
 from agent.actuate.mapping import from_raw, host_capacity, to_raw
 from agent.actuate.terminate import pid_alive
 from agent.collect.errors import CgroupVanished
-from agent.limits import Limits
+from agent.policy.limits import Limits
 
 
 @dataclass

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 
 from agent.actuate.cgroupfs import PAGE_SIZE, UNLIMITED_BYTES, page_align
-from agent.limits import Limits
+from agent.policy.limits import Limits
 
 DEFAULT_PERIOD_US = 100_000
 MIN_QUOTA_US = 1_000            # the kernel refuses a CFS quota under 1 ms

@@ -8,7 +8,7 @@ that has threads (the agent does). Backends without files (dry-run) attach the
 pid right after the spawn instead.
 
 The command gets the starter's environment without the agent's secrets
-(`agent/session_env.py`), whoever calls this.
+(`agent/actuate/session_env.py`), whoever calls this.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from agent.actuate.base import ActuateError, Actuator
-from agent.session_env import session_environment
+from agent.actuate.session_env import session_environment
 
 JOIN_FAILED = 125  # the wrapper's exit status when it could not join the cgroup
 _WRAPPER = 'while [ "$1" != "--" ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'

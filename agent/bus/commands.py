@@ -20,7 +20,7 @@ import time
 from collections import Counter, OrderedDict
 from typing import Awaitable, Callable, Protocol
 
-from agent import protocol, signing
+from agent.bus import protocol, signing
 from agent.bus.backoff import Backoff
 from agent.bus.base import BusUnavailable, CommandSource, Delivery, OutMessage
 

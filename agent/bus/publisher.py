@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from typing import Callable, Iterable
 
-from agent import protocol
+from agent.bus import protocol
 from agent.bus.backoff import Backoff
 from agent.bus.base import BusUnavailable, OutMessage, TelemetrySink
 from agent.bus.spool import Spool

@@ -12,10 +12,10 @@ import logging
 import math
 from typing import Any, Callable, Mapping
 
-from agent import protocol
-from agent.limits import Decision, Limits
-from agent.session import Session
-from agent.state import SAMPLE_METRICS, Sample
+from agent.bus import protocol
+from agent.policy.limits import Decision, Limits
+from agent.sessions.store import Session
+from agent.state.samples import SAMPLE_METRICS, Sample
 
 log = logging.getLogger("pspe.bus.records")
 
@@ -42,7 +42,7 @@ def decision_record(host: str, decision: Decision) -> protocol.DecisionRecord:
 
 
 def session_profile(d: Mapping) -> protocol.SessionProfile:
-    """agent/profile.py's build_profile() dict as a typed profile (unknown keys ignored, None as NaN)."""
+    """agent/sessions/profile.py's build_profile() dict as a typed profile (unknown keys ignored, None as NaN)."""
     fields = protocol.MetricProfile.__struct_fields__
     metrics = {
         name: protocol.MetricProfile(**{k: math.nan if v is None else float(v) for k, v in m.items() if k in fields})

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Coroutine
 
-from agent import protocol, signing
+from agent.bus import protocol, signing
 from agent.bus.amqp import AmqpPublisher, AmqpQueueSource
 from agent.bus.commands import CommandConsumer, CommandHandler
 from agent.bus.memory import MemoryBroker, MemoryPublisher, MemoryQueueSource

@@ -18,7 +18,7 @@ from agent.collect.fsread import parse_int, read_text
 from agent.collect.parse import (
     flat_keyed_value, parse_cpu_stat, parse_flat_keyed, parse_procs, parse_psi, parse_psi_totals, working_set,
 )
-from agent.collect.reading import Reading
+from agent.state.reading import Reading
 from agent.collect.source import CgroupRead, Fill, Read, run_source
 
 __all__ = [

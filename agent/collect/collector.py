@@ -25,7 +25,7 @@ from agent.collect.errors import CgroupVanished
 from agent.collect.fsread import OpenFiles, fd_budget, on_pseudo_fs, read_text
 from agent.collect.plan_v1 import V1Plan
 from agent.collect.procfs import read_host_netns, read_host_pressure, read_session_net_checked
-from agent.collect.reading import CollectResult, Reading
+from agent.state.reading import CollectResult, Reading
 from agent.collect.source import CgroupRead
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from agent.collect.fsread import read_text
 from agent.collect.parse import parse_psi_totals
-from agent.collect.reading import Reading
+from agent.state.reading import Reading
 
 _NS_RE = re.compile(r"^\w+:\[(\d+)\]$")
 

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable
 
-from agent.collect.reading import Reading
+from agent.state.reading import Reading
 
 log = logging.getLogger(__name__)
 

@@ -229,7 +229,7 @@ class Burner:
 
 
 def _load_plan(args: argparse.Namespace) -> DemandPlan:
-    from training.traces.bitbrains import read_trace
+    from training.data.bitbrains import read_trace
 
     trace = read_trace(args.trace).filled()
     seg = trace.segment(args.start_step, args.steps)

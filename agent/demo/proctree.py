@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from agent.collect.reading import CollectResult, Reading
+from agent.state.reading import CollectResult, Reading
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.traces.bitbrains import BitbrainsTrace, TraceFormatError, list_traces, read_trace
+from training.data.bitbrains import BitbrainsTrace, TraceFormatError, list_traces, read_trace
 
 log = logging.getLogger("pspe.demo")
 

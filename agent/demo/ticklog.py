@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 
 from agent.demo.report import TickRow
-from agent.limits import Limits
+from agent.policy.limits import Limits
 
 NAN = math.nan
 

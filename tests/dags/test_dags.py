@@ -8,13 +8,13 @@ import time
 
 import pytest
 
-from agent import protocol, signing
+from agent.bus import protocol, signing
 from agent.bus.amqp import AmqpQueueSource
 from tests.integration.conftest import AMQP_URL
 from tests.integration.mlflow_server import start_mlflow
 from tests.integration.pipeline_data import UNTIL, seed_history
 from tests.integration.test_mlflow_pipeline import FLEET_KEY, TRACES
-from training.registry import CHAMPION, version_info
+from training.pipeline.registry import CHAMPION, version_info
 
 pytestmark = pytest.mark.integration
 
@@ -104,7 +104,7 @@ async def test_forecaster_dag_trains_judges_promotes_and_publishes(airflow, pg_d
         source = AmqpQueueSource(AMQP_URL, amqp_topology.command_queue("h1"))
         await source.connect()
         try:
-            from tests.unit.test_bus_contract import take
+            from tests.unit.agent.bus.test_bus_contract import take
             got = await take(source, 1)
             cmd = protocol.decode_command(got[0].body)
             assert isinstance(cmd, protocol.ModelPromoted) and cmd.model_uri == f"models:/pspe-forecaster/{version}"

@@ -7,8 +7,8 @@ import math
 
 import psycopg
 
-from agent import protocol
-from agent.state import SAMPLE_METRICS
+from agent.bus import protocol
+from agent.state.samples import SAMPLE_METRICS
 from profiles.migrate import migrate
 from profiles.writer import BatchWriter
 

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from training.pipeline_rules import PipelineConfig
+from training.pipeline.rules import PipelineConfig
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,7 +30,7 @@ def run_step(step: str, cfg: PipelineConfig, until: dt.datetime, *args: str, tim
 
 
 def main(argv: list[str]) -> int:
-    from training import pipeline
+    from training.pipeline import steps as pipeline
 
     step, cfg = argv[0], PipelineConfig.from_mapping({}, json.loads(argv[1]))
     until = dt.datetime.fromisoformat(argv[2])

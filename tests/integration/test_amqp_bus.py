@@ -6,7 +6,7 @@ import pytest
 
 from agent.bus.amqp import AmqpPublisher, AmqpQueueSource
 from tests.integration.conftest import HOSTS
-from tests.unit.test_bus_contract import BusContract
+from tests.unit.agent.bus.test_bus_contract import BusContract
 
 pytestmark = pytest.mark.integration
 

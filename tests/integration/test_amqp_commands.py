@@ -7,13 +7,13 @@ import time
 
 import pytest
 
-from agent import protocol, signing
+from agent.bus import protocol, signing
 from agent.bus.amqp import AmqpPublisher, AmqpQueueSource
 from agent.bus.backoff import Backoff
 from agent.bus.commands import CommandConsumer, CommandRejected, signed_message
-from agent.limits import Limits
+from agent.policy.limits import Limits
 from tests.integration.conftest import AMQP_URL
-from tests.unit.test_bus_contract import take
+from tests.unit.agent.bus.test_bus_contract import take
 
 pytestmark = pytest.mark.integration
 

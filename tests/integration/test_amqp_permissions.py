@@ -17,7 +17,7 @@ import pytest
 from agent.bus.amqp import AmqpPublisher, AmqpQueueSource, declare_topology
 from agent.bus.base import BusUnavailable, OutMessage
 from tests.integration.conftest import AMQP_URL
-from tests.unit.test_bus_contract import take
+from tests.unit.agent.bus.test_bus_contract import take
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from agent.actuate.cgroup_v1 import CgroupV1Actuator
 from agent.actuate.cgroupfs import write_value
 from agent.actuate.spawn import wrapper_argv
 from agent.collect.errors import CgroupVanished
-from agent.limits import MIB, Limits
+from agent.policy.limits import MIB, Limits
 
 pytestmark = pytest.mark.integration
 ROOT = "/sys/fs/cgroup"

@@ -7,7 +7,7 @@ import pytest
 from agent.actuate.cgroup_v1 import CgroupV1Actuator
 from agent.actuate.docker import DockerActuator
 from agent.collect.errors import CgroupVanished
-from agent.limits import Limits
+from agent.policy.limits import Limits
 from agent.main import build_agent
 from tests.integration.docker_env import (IMAGE, agent_config, cgroup_file, docker_client, host_config,  # noqa: F401
                                           prefix)

@@ -11,13 +11,13 @@ import time
 
 import pytest
 
-from agent import protocol, signing
+from agent.bus import protocol, signing
 from agent.bus import records
 from agent.bus.amqp import AmqpPublisher, AmqpQueueSource
 from agent.bus.backoff import Backoff
 from agent.bus.commands import CommandConsumer, signed_message
-from agent.command_apply import CommandApplier
-from agent.limits import MIB, Limits
+from agent.loop.command_apply import CommandApplier
+from agent.policy.limits import MIB, Limits
 from agent.main import build_agent
 from tests.integration.conftest import AMQP_URL
 from tests.integration.docker_env import (IMAGE, agent_config, cgroup_file, docker_client, host_config,  # noqa: F401

@@ -12,7 +12,7 @@ import pytest
 
 from agent.actuate.docker import DockerActuator
 from agent.main import build_agent
-from agent.session import SessionError
+from agent.sessions.store import SessionError
 from tests.integration.docker_env import (IMAGE, agent_config, cgroup_file, docker_client, host_config,  # noqa: F401
                                           prefix, ticks)
 

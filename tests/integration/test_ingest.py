@@ -15,21 +15,21 @@ import msgspec
 import psycopg
 import pytest
 
-from agent import protocol
+from agent.bus import protocol
 from agent.bus.amqp import AmqpPublisher, AmqpQueueSource
 from agent.bus.backoff import Backoff
 from agent.bus import records
 from agent.bus.base import OutMessage
 from agent.bus.publisher import SeqCounter, TelemetryPublisher
 from agent.bus.spool import Spool
-from agent.limits import Limits
-from agent.state import Sample
+from agent.policy.limits import Limits
+from agent.state.samples import Sample
 from profiles import partitions
 from profiles.ingest import Ingest
 from profiles.migrate import migrate
 from profiles.writer import BatchWriter
 from tests.integration.conftest import AMQP_URL
-from tests.unit.test_bus_contract import take
+from tests.unit.agent.bus.test_bus_contract import take
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,8 @@ import time
 import psycopg
 import pytest
 
-from agent import protocol
-from agent.limits import Bounds, Limits
+from agent.bus import protocol
+from agent.policy.limits import Bounds, Limits
 from profiles.migrate import MIGRATIONS_DIR, MigrationError, migrate, read_migrations
 from profiles.queries import profile_for
 from profiles.writer import BatchWriter

@@ -11,9 +11,9 @@ import pytest
 
 from agent.actuate.cgroup_v1 import CgroupV1Actuator
 from agent.config import build_config
-from agent.lifecycle import SessionManager
-from agent.limits import MIB, Limits
-from agent.session import SessionStore
+from agent.sessions.lifecycle import SessionManager
+from agent.policy.limits import MIB, Limits
+from agent.sessions.store import SessionStore
 
 pytestmark = pytest.mark.integration
 ROOT = "/sys/fs/cgroup"
@@ -131,8 +131,8 @@ def test_recover_after_restart_finds_sessions_with_their_limits_untouched(mgr, c
 
 
 def test_a_session_started_by_another_process_outlives_it(cfg, mgr):
-    code = ("import sys, time; from agent.config import build_config; from agent.session import SessionStore;"
-            "from agent.lifecycle import SessionManager; from agent.actuate.cgroup_v1 import CgroupV1Actuator;"
+    code = ("import sys, time; from agent.config import build_config; from agent.sessions.store import SessionStore;"
+            "from agent.sessions.lifecycle import SessionManager; from agent.actuate.cgroup_v1 import CgroupV1Actuator;"
             f"cfg = build_config({{'agent': {{'state_dir': {str(cfg.state_dir)!r}, "
             f"'session_parent': {cfg.agent.session_parent!r}}}}});"
             "s = SessionManager(CgroupV1Actuator(), SessionStore(cfg.state_dir), cfg).start("

@@ -1,4 +1,4 @@
-"""The agent's fetcher against a real MLflow server (mlflow/start.sh): register with training/registry.py,
+"""The agent's fetcher against a real MLflow server (mlflow/start.sh): register with training/pipeline/registry.py,
 set the champion, resolve and download over REST without mlflow in the agent; and end to end, a signed
 ModelPromoted on the real RabbitMQ makes the agent fetch the model from the server and swap to it."""
 
@@ -11,19 +11,19 @@ import time
 
 import pytest
 
-from agent import protocol, signing
+from agent.bus import protocol, signing
 from agent.actuate.dryrun import DryRunActuator
 from agent.bus.amqp import AmqpPublisher, AmqpQueueSource
 from agent.bus.backoff import Backoff
 from agent.bus.commands import CommandConsumer, signed_message
-from agent.command_apply import CommandApplier
+from agent.loop.command_apply import CommandApplier
 from agent.config import build_config
-from agent.forecast import BUNDLED_MODEL
+from agent.forecast.base import BUNDLED_MODEL
 from agent.main import build_agent
-from agent.model_fetch import FetchError, ModelFetcher
+from agent.models.fetch import FetchError, ModelFetcher
 from tests.integration.conftest import AMQP_URL
 from tests.integration.mlflow_server import start_mlflow
-from training.registry import CHAMPION, file_sha256, log_forecaster, promote
+from training.pipeline.registry import CHAMPION, file_sha256, log_forecaster, promote
 
 pytestmark = pytest.mark.integration
 NAME = "pspe-forecaster-test"
@@ -81,7 +81,7 @@ def test_checksum_mismatch_and_unknown_names_are_refused(mlflow_server, register
 
 
 def test_the_agent_fetches_without_importing_mlflow(mlflow_server, registered, tmp_path):
-    code = ("import sys; from agent.model_fetch import ModelFetcher; "
+    code = ("import sys; from agent.models.fetch import ModelFetcher; "
             f"p = ModelFetcher({mlflow_server.uri!r}, {str(tmp_path)!r}, token='').fetch("
             f"'models:/{NAME}@{CHAMPION}', {registered['sha']!r}); "
             "assert not [m for m in sys.modules if m.split('.')[0] in ('mlflow', 'torch', 'requests')]; print(p)")

@@ -11,22 +11,22 @@ from pathlib import Path
 
 import pytest
 
-from agent import signing
+from agent.bus import signing
 from agent.actuate.dryrun import DryRunActuator
 from agent.bus.amqp import AmqpQueueSource
 from agent.bus.backoff import Backoff
 from agent.bus.commands import CommandConsumer
-from agent.command_apply import CommandApplier
+from agent.loop.command_apply import CommandApplier
 from agent.config import build_config
 from agent.main import build_agent
 from tests.integration.conftest import AMQP_URL
 from tests.integration.mlflow_server import start_mlflow
 from tests.integration.pipeline_data import UNTIL, seed_history
 from tests.integration.pipeline_step import run_step
-from training import pipeline
-from training.pipeline_publish import publish_promotion
-from training.pipeline_rules import PipelineConfig
-from training.registry import CHAMPION, version_info
+from training.pipeline import steps as pipeline
+from training.pipeline.publish import publish_promotion
+from training.pipeline.rules import PipelineConfig
+from training.pipeline.registry import CHAMPION, version_info
 
 pytestmark = pytest.mark.integration
 TRACES = Path(__file__).resolve().parents[3] / "shared" / "data" / "bitbrains-rnd" / "2013-8"

@@ -7,8 +7,8 @@ import datetime as dt
 import psycopg
 import pytest
 
-from agent import protocol
-from agent.state import SAMPLE_METRICS
+from agent.bus import protocol
+from agent.state.samples import SAMPLE_METRICS
 from profiles.build import build_missing_profiles, build_profiles
 from profiles.migrate import migrate
 from profiles.queries import profile_for

@@ -1,4 +1,4 @@
-"""training/data.py reads the PostgreSQL history that pspe-ingest writes (real server, real schema)."""
+"""training/data/series.py reads the PostgreSQL history that pspe-ingest writes (real server, real schema)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from profiles.migrate import migrate
 from profiles.partitions import ensure_ahead
-from training.data import read_store_series
+from training.data.series import read_store_series
 
 pytestmark = pytest.mark.integration
 
