@@ -25,7 +25,7 @@ from agent.collect.procfs import read_host_capacity
 from agent.config import Config
 from agent.actuate.docker_client import docker_configured
 from agent.sessions.container_watch import docker_specs, watch_containers
-from agent.forecast.base import ModelHolder
+from agent.forecast.holder import ModelHolder
 from agent.observe.http import AgentHttpServer, health, parse_listen
 from agent.sessions.lifecycle import SessionManager
 from agent.malloc_tune import keep_freed_memory

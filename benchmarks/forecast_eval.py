@@ -111,12 +111,13 @@ def replot(results: Path, out: Path, title: str) -> None:
 
 
 def inference_cost(model: str) -> dict:
-    from agent.forecast.onnx_runner import OnnxForecaster, benchmark_inference_us
+    from agent.forecast.onnx_runner import OnnxForecaster
+    from agent.forecast.bench import benchmark_inference_us
     from agent.malloc_tune import keep_freed_memory
 
     keep_freed_memory()    # as the agent runs (agent/main.py)
 
-    from agent.forecast.base import BUNDLED_MODEL
+    from agent.forecast.holder import BUNDLED_MODEL
     return benchmark_inference_us(OnnxForecaster(model or BUNDLED_MODEL, threads=1), batch=1000)
 
 

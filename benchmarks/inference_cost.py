@@ -39,8 +39,8 @@ def best_us(fn, batch: int, repeats: int) -> float:
 
 
 def measure(forecaster, batch: int, repeats: int) -> dict:
-    from agent.features.spec import build_batch
-    from agent.forecast.onnx_runner import benchmark_inference_us, synthetic_inputs
+    from agent.features.window import build_batch
+    from agent.forecast.bench import benchmark_inference_us, synthetic_inputs
 
     out = {k: round(v, 2) for k, v in benchmark_inference_us(forecaster, batch, repeats).items()}
     steps = [inp.steps for inp in synthetic_inputs(forecaster.spec, batch)]
@@ -90,7 +90,7 @@ def measure_runner(model: str, runner: str, batch: int, repeats: int, step_ticks
 def step_ticks(forecaster, batch: int, repeats: int) -> dict:
     """Step-boundary ticks and nothing else in this process (after one warm-up tick): what the
     malloc tuning is for, since nothing before them has freed large blocks."""
-    from agent.forecast.onnx_runner import synthetic_inputs
+    from agent.forecast.bench import synthetic_inputs
     from agent.forecast.point_select import NEVER
 
     inputs = synthetic_inputs(forecaster.spec, batch)
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="time only step-boundary ticks, each runner in a fresh process per malloc setting")
     args = p.parse_args(argv)
 
-    from agent.forecast.base import BUNDLED_MODEL
+    from agent.forecast.holder import BUNDLED_MODEL
     from agent.forecast.numpy_runner import weights_path_for
 
     model = args.model or str(BUNDLED_MODEL)

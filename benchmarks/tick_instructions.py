@@ -43,7 +43,7 @@ def counted_ticks(sessions: int, real: int, warm: int, ticks: int, step: str | N
     try:
         cfg = build_config({"agent": {"state_dir": tmp, "adopt": [f"{parent}/*"], "session_parent": parent}}, {})
         agent = build_agent(cfg)
-        loop = agent.loop.agent_loop
+        loop = agent.loop
         start = time.time()
         start_up(agent, start)
         for k in range(warm):

@@ -22,7 +22,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from agent.features.spec import DERIVED_METRICS, FeatureSpec, derive_series
+from agent.features.spec import DERIVED_METRICS, FeatureSpec
+from agent.features.window import derive_series
 from agent.features.lag_history import LagHistory
 from agent.state.ringbuffer import Column, Cursor
 from agent.state.samples import SAMPLE_METRICS, Sample

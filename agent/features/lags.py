@@ -20,58 +20,28 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from agent.features.spec import FeatureSpec
+from agent.features.spec import FeatureSpec
 
 
-def lag_name(metric: str, lag_seconds: float) -> str:
-    days, rem = divmod(lag_seconds, 86400.0)
-    tag = f"{int(days)}d" if rem == 0 else f"{lag_seconds:g}s"
-    return f"{metric}@-{tag}"
-
-
-def check_lags(spec: "FeatureSpec") -> list[str]:
-    """What is wrong with the spec's lag fields (an empty list when nothing)."""
-    problems = []
-    if spec.lags and spec.version < 2:
-        problems.append("lags need feature spec version 2")
-    if spec.lags and not spec.lag_metrics:
-        problems.append("lags need lag_metrics")
-    if any(m not in spec.metrics for m in spec.lag_metrics):
-        problems.append(f"lag_metrics {list(spec.lag_metrics)} must be among metrics")
-    if not 0 <= spec.lag_lead <= max(spec.horizons, default=0):
-        problems.append("lag_lead must be in [0, the longest horizon]")
-    if not spec.lag_clip > 0:
-        problems.append("lag_clip must be > 0")
-    for lag, bucket in spec.lags:
-        k = bucket / spec.step_seconds
-        if not (k >= 1 and k == round(k)):
-            problems.append(f"lag bucket {bucket:g} s must be a whole number of steps")
-        elif lag < (spec.lag_lead + 1) * spec.step_seconds + bucket - spec.step_seconds:
-            problems.append(f"lag {lag:g} s must reach past the lead and its bucket (the bucket must be over)")
-    return problems
-
-
-def steps_per_bucket(spec: "FeatureSpec", bucket: float) -> int:
+def steps_per_bucket(spec: FeatureSpec, bucket: float) -> int:
     return int(round(bucket / spec.step_seconds))
 
 
-def row_buckets(spec: "FeatureSpec", end: np.ndarray, lag: float, bucket: float) -> np.ndarray:
+def row_buckets(spec: FeatureSpec, end: np.ndarray, lag: float, bucket: float) -> np.ndarray:
     """Bucket numbers int64 [B, window] each row of windows ending at step start times `end` [B] reads."""
     rows = end[:, None] - (spec.window - 1 - np.arange(spec.window))[None, :] * spec.step_seconds
     return np.floor((rows + spec.lag_lead * spec.step_seconds - lag) / bucket).astype(np.int64)
 
 
-def bucket_span(spec: "FeatureSpec", bucket: float) -> int:
+def bucket_span(spec: FeatureSpec, bucket: float) -> int:
     """Most distinct buckets one window's rows read for one lag."""
     return int(math.ceil((spec.window - 1) * spec.step_seconds / bucket)) + 1
 
 
-def ring_buckets(spec: "FeatureSpec", bucket: float) -> int:
+def ring_buckets(spec: FeatureSpec, bucket: float) -> int:
     """Buckets of history a ring must hold so every window's lags can be read from it."""
     lags = [lag for lag, b in spec.lags if b == bucket]
     if not lags:
@@ -89,7 +59,7 @@ def bucket_means(block: np.ndarray) -> np.ndarray:
         return (np.nansum(v, axis=-1) / n).astype(np.float32)
 
 
-def lag_features(spec: "FeatureSpec", raw: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def lag_features(spec: FeatureSpec, raw: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """raw [B, window, lags x lag_metrics] float32 (NaN = missing) -> (scaled columns, share missing per row).
 
     Each value is divided by its metric's window scale (as the metric's own
@@ -112,7 +82,7 @@ class LagTable:
     values: dict[float, np.ndarray]      # bucket size -> float32 [n buckets, lag metrics]
 
     @classmethod
-    def from_series(cls, spec: "FeatureSpec", times: np.ndarray, inputs: dict[str, np.ndarray]) -> "LagTable":
+    def from_series(cls, spec: FeatureSpec, times: np.ndarray, inputs: dict[str, np.ndarray]) -> "LagTable":
         """`times` a regular step grid; `inputs[m]` one value per time for each lag metric."""
         step = spec.step_seconds
         k0 = int(round(times[0] / step))
@@ -133,7 +103,7 @@ class LagTable:
             values[bucket] = bucket_means(grid.reshape(n, per, -1).transpose(0, 2, 1))
         return cls(first, values)
 
-    def lookup(self, spec: "FeatureSpec", end: np.ndarray) -> np.ndarray:
+    def lookup(self, spec: FeatureSpec, end: np.ndarray) -> np.ndarray:
         """raw lag values float32 [B, window, lags x lag_metrics] for windows ending at `end` [B]."""
         cols = []
         for lag, bucket in spec.lags:

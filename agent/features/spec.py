@@ -4,8 +4,11 @@ Training builds its windows with `build_window` / `build_batch` from trace
 arrays; the agent builds its inference inputs with the same functions from its
 step buffers (agent/features/downsample.py). The spec travels with every model as JSON
 (`to_dict`), and an agent refuses a model whose spec it does not support
-(`check_supported`). The windows are built in agent/features/window.py and the
-checks live in agent/features/check.py; every name imports from here.
+(`check_supported`). The windows are built in agent/features/window.py, the
+same-time lags in agent/features/lags.py; both import the spec from here and
+nothing here imports them. The spec, its checks and what this agent supports
+are one contract, kept in this one module (~320 lines) so that a change to one
+is read beside the others.
 
 Layout of one window `x` [window, n_features], oldest step first, the last row
 is the newest completed step; columns in this order (see `feature_names`):
@@ -36,21 +39,110 @@ the step of the last time given; each value goes to the row of its step.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from agent.features.check import (KNOWN_METRICS, SCALINGS, SUPPORTED_VERSIONS, TIME_FEATURES, SpecError,
-                                  UnsupportedSpec, check_structure, check_supported)
-from agent.features.lags import lag_name
-from agent.features.window import (DAY_SECONDS, DERIVED_METRICS, build_batch, build_batch_arrays, build_window,
-                                   derive_series, time_features)
+from agent.state.samples import SAMPLE_METRICS
 
-__all__ = ["FeatureSpec", "feature_names", "calibrate", "unscale", "DEFAULT_SCALE_FLOORS", "APP_METRIC_FLOOR",
-           "MISSING_FEATURE", "LAG_MISSING_FEATURE", "KNOWN_METRICS", "SCALINGS", "SUPPORTED_VERSIONS",
-           "TIME_FEATURES", "SpecError", "UnsupportedSpec", "check_structure", "check_supported", "DAY_SECONDS",
-           "DERIVED_METRICS", "build_batch", "build_batch_arrays", "build_window", "derive_series", "time_features"]
+# Input names that are sums of sample metrics. A sum is missing only when all
+# its parts are; a session without a network namespace has no net_* at all.
+DERIVED_METRICS: dict[str, tuple[str, ...]] = {
+    "disk_bps": ("disk_read_bps", "disk_write_bps"),
+    "net_bps": ("net_rx_bps", "net_tx_bps"),
+}
+
+
+SUPPORTED_VERSIONS = frozenset({1, 2})   # 2 adds same-time lags (agent/features/lags.py)
+SCALINGS = frozenset({"window_max"})
+TIME_FEATURES = ("tod_sin", "tod_cos")
+KNOWN_METRICS = frozenset(SAMPLE_METRICS) | frozenset(DERIVED_METRICS)
+
+
+class SpecError(ValueError):
+    """A spec that is malformed (wrong types, inconsistent fields)."""
+
+
+class UnsupportedSpec(SpecError):
+    """A well-formed spec this agent cannot serve (version, scaling, metric names...)."""
+
+
+def check_structure(s: FeatureSpec) -> None:
+    problems = []
+    if s.window < 1:
+        problems.append("window must be >= 1")
+    if not (s.step_seconds > 0 and math.isfinite(s.step_seconds)):
+        problems.append("step_seconds must be > 0")
+    if not s.metrics:
+        problems.append("metrics must not be empty")
+    if len(set(s.inputs)) != len(s.inputs):
+        problems.append("metrics and app_metrics must be distinct")
+    if not s.targets or any(t not in s.metrics for t in s.targets):
+        problems.append(f"targets {list(s.targets)} must be a non-empty subset of metrics")
+    qs = s.quantiles
+    if not qs or any(not 0 < q < 1 for q in qs) or list(qs) != sorted(set(qs)):
+        problems.append(f"quantiles {list(qs)} must be increasing, in (0, 1)")
+    hs = s.horizons
+    if not hs or hs[0] < 1 or list(hs) != sorted(set(hs)):
+        problems.append(f"horizons {list(hs)} must be increasing, >= 1")
+    if not 1 <= s.min_steps <= s.window:
+        problems.append("min_steps must be in [1, window]")
+    if len(s.scale_floors) != len(s.inputs) or any(not (f > 0 and math.isfinite(f)) for f in s.scale_floors):
+        problems.append("scale_floors needs one positive floor per metric and app metric")
+    problems.extend(check_lags(s))
+    if s.output_offsets and (np.shape(s.output_offsets) != s.output_shape
+                             or not np.isfinite(s.output_offsets).all()):
+        problems.append(f"output_offsets must be finite, shaped [H, Q, T] = {list(s.output_shape)}")
+    if problems:
+        raise SpecError("feature spec: " + "; ".join(problems))
+
+
+def check_supported(spec: FeatureSpec) -> FeatureSpec:
+    """Raise UnsupportedSpec unless this agent can build exactly the inputs `spec` asks for."""
+    if spec.version not in SUPPORTED_VERSIONS:
+        raise UnsupportedSpec(f"feature spec version {spec.version} is not supported "
+                              f"(this agent understands {sorted(SUPPORTED_VERSIONS)})")
+    if spec.scaling not in SCALINGS:
+        raise UnsupportedSpec(f"scaling {spec.scaling!r} is not supported (known: {sorted(SCALINGS)})")
+    unknown = [m for m in spec.metrics if m not in KNOWN_METRICS]
+    if unknown:
+        raise UnsupportedSpec(f"metrics {unknown} are not measured by this agent "
+                              f"(known: {sorted(KNOWN_METRICS)})")
+    bad_time = [t for t in spec.time_features if t not in TIME_FEATURES]
+    if bad_time:
+        raise UnsupportedSpec(f"time features {bad_time} are not supported (known: {list(TIME_FEATURES)})")
+    return spec
+
+
+def lag_name(metric: str, lag_seconds: float) -> str:
+    days, rem = divmod(lag_seconds, 86400.0)
+    tag = f"{int(days)}d" if rem == 0 else f"{lag_seconds:g}s"
+    return f"{metric}@-{tag}"
+
+
+def check_lags(spec: FeatureSpec) -> list[str]:
+    """What is wrong with the spec's lag fields (an empty list when nothing)."""
+    problems = []
+    if spec.lags and spec.version < 2:
+        problems.append("lags need feature spec version 2")
+    if spec.lags and not spec.lag_metrics:
+        problems.append("lags need lag_metrics")
+    if any(m not in spec.metrics for m in spec.lag_metrics):
+        problems.append(f"lag_metrics {list(spec.lag_metrics)} must be among metrics")
+    if not 0 <= spec.lag_lead <= max(spec.horizons, default=0):
+        problems.append("lag_lead must be in [0, the longest horizon]")
+    if not spec.lag_clip > 0:
+        problems.append("lag_clip must be > 0")
+    for lag, bucket in spec.lags:
+        k = bucket / spec.step_seconds
+        if not (k >= 1 and k == round(k)):
+            problems.append(f"lag bucket {bucket:g} s must be a whole number of steps")
+        elif lag < (spec.lag_lead + 1) * spec.step_seconds + bucket - spec.step_seconds:
+            problems.append(f"lag {lag:g} s must reach past the lead and its bucket (the bucket must be over)")
+    return problems
+
 
 MISSING_FEATURE = "missing"
 LAG_MISSING_FEATURE = "lag_missing"

@@ -5,24 +5,14 @@ arrays, the agent on its step rings (agent/features/downsample.py); both through
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from agent.features.lags import lag_features
-
-if TYPE_CHECKING:   # agent/features/spec.py imports this module
-    from agent.features.spec import FeatureSpec
+from agent.features.spec import DERIVED_METRICS, FeatureSpec
 
 DAY_SECONDS = 86400.0
-
-# Input names that are sums of sample metrics. A sum is missing only when all
-# its parts are; a session without a network namespace has no net_* at all.
-DERIVED_METRICS: dict[str, tuple[str, ...]] = {
-    "disk_bps": ("disk_read_bps", "disk_write_bps"),
-    "net_bps": ("net_rx_bps", "net_tx_bps"),
-}
-
 
 def derive_series(series: Mapping[str, np.ndarray], names: Iterable[str]) -> dict[str, np.ndarray]:
     """The arrays for `names`, summing the parts of derived metrics (NaN only where all parts are)."""

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from agent.features.downsample import StepAggregator
-from agent.forecast.point_select import NEVER
 from agent.features.spec import FeatureSpec
-from agent.forecast.base import ForecastInput
+from agent.forecast.base import ForecastInput, Forecaster
+from agent.forecast.point_select import NEVER
 from agent.state.samples import Sample, SessionState
-
-if TYPE_CHECKING:   # agent/forecast/onnx_runner.py re-exports this module's functions
-    from agent.forecast.onnx_runner import OnnxForecaster
 
 
 def synthetic_inputs(spec: FeatureSpec, sessions: int, seed: int = 0) -> list[ForecastInput]:
@@ -33,7 +29,7 @@ def synthetic_inputs(spec: FeatureSpec, sessions: int, seed: int = 0) -> list[Fo
     return inputs
 
 
-def benchmark_inference_us(forecaster: OnnxForecaster, batch: int = 1000, repeats: int = 10) -> dict[str, float]:
+def benchmark_inference_us(forecaster: Forecaster, batch: int = 1000, repeats: int = 10) -> dict[str, float]:
     """CPU microseconds per session at `batch` sessions, best of `repeats`: the model run alone
     (every horizon), the run as the agent makes it (the look-ahead's horizons only), a tick at a
     step boundary (windows from StepAggregators, one run, reduce), and a tick between step

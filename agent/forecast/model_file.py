@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from agent.features.spec import FeatureSpec, SpecError, build_batch, check_supported
+from agent.features.spec import FeatureSpec, SpecError, check_supported
+from agent.features.window import build_batch
 
 if TYPE_CHECKING:   # imported where a session is built: agent/forecast/numpy_runner.py runs without it
     import onnxruntime as ort

@@ -32,7 +32,8 @@ from typing import Callable, ContextManager, Sequence
 import numpy as np
 
 from agent.features.spec import FeatureSpec, SpecError, check_supported
-from agent.forecast.onnx_runner import REQUIRED_TARGETS, LoadedModel, ModelRejected, OnnxForecaster, probe_batch
+from agent.forecast.model_file import REQUIRED_TARGETS, LoadedModel, ModelRejected, probe_batch
+from agent.forecast.onnx_runner import OnnxForecaster
 
 WEIGHTS_FORMAT = 1
 WEIGHT_NAMES = ("conv_weight", "conv_bias", "rnn_w_ih", "rnn_w_hh", "rnn_b_ih", "rnn_b_hh",

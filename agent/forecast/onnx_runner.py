@@ -22,20 +22,16 @@ from typing import Sequence
 import numpy as np
 
 from agent.features.downsample import StepAggregator, exact_layout, gather_windows
-from agent.features.spec import FeatureSpec, build_batch_arrays, calibrate, unscale
+from agent.features.spec import FeatureSpec, calibrate, unscale
+from agent.features.window import build_batch_arrays
 from agent.features.window import batch_tails
 from agent.forecast.base import DEFAULT_LOOKAHEAD_STEPS, ForecastInput, quantile_pick, reduce_output
-from agent.forecast.bench import benchmark_inference_us, synthetic_inputs
 from agent.forecast.heuristic import WindowQuantileForecaster
 from agent.features.lag_history import gather_lags
-from agent.forecast.model_file import (REQUIRED_TARGETS, SPEC_METADATA_KEY, LoadedModel, ModelRejected, check_signature,
-                              load_model, probe_batch, read_spec)
+from agent.forecast.model_file import REQUIRED_TARGETS, LoadedModel, load_model
 from agent.forecast.point_select import PointSelector, rule_points, with_point
 from agent.forecast.prediction import Prediction, ResourcePrediction
 
-# loading and the benchmark helpers moved out; their names still import from here
-__all__ = ["OnnxForecaster", "Answer", "REQUIRED_TARGETS", "SPEC_METADATA_KEY", "LoadedModel", "ModelRejected",
-           "check_signature", "load_model", "probe_batch", "read_spec", "benchmark_inference_us", "synthetic_inputs"]
 
 # a session's model answer: (cpu, memory) quantiles, kept between the steps it holds for
 Answer = tuple[ResourcePrediction, ResourcePrediction]

@@ -17,7 +17,8 @@ from typing import Callable, Iterator
 
 from agent.collect.collector import Collector
 from agent.config import Config
-from agent.forecast.base import ForecastInput, ModelHolder
+from agent.forecast.base import ForecastInput
+from agent.forecast.holder import ModelHolder
 from agent.sessions.lifecycle import SessionManager
 from agent.policy.limits import Limits
 from agent.loop.commands import LoopCommands

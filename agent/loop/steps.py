@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, Callable
 from agent.policy.arbitrate import arbitrate
 from agent.config import Config
 from agent.features.downsample import StepAggregator
-from agent.forecast.base import ForecastInput, ModelHolder
+from agent.forecast.base import ForecastInput
+from agent.forecast.holder import ModelHolder
 from agent.policy.limits import Decision, Limits
 from agent.observe.metrics import AgentMetrics
 from agent.policy.decide import Proposal, bump_sample, decide

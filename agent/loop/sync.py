@@ -7,7 +7,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from agent.features.downsample import StepAggregator
-from agent.forecast.base import ModelHolder
+from agent.forecast.holder import ModelHolder
 from agent.observe.metrics import AgentMetrics
 from agent.policy.decide import PolicyMemo
 from agent.sessions.profile import build_profile

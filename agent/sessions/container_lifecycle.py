@@ -11,22 +11,35 @@ manager's lock and store are used as they are, so the CLI and a running agent
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import ContextManager, Protocol
 
-from agent.actuate.base import ActuateError
-from agent.collect.errors import CgroupVanished
+from agent.actuate.base import ActuateError, Actuator
 from agent.actuate.docker_client import DockerUnavailable
+from agent.collect.errors import CgroupVanished
+from agent.policy.limits import Bounds, Limits
+from agent.sessions.adoption import adopted_id
 from agent.sessions.containers import ContainerInfo, DockerSessions, parse_spec
-from agent.sessions.store import Session, SessionError, validate_name
-
-if TYPE_CHECKING:
-    from agent.sessions.lifecycle import SessionManager
+from agent.sessions.store import Session, SessionError, SessionStore, validate_name
 
 log = logging.getLogger(__name__)
 
 
+class SessionHost(Protocol):
+    """What container sessions use of the `SessionManager` (agent/sessions/lifecycle.py) that makes them:
+    its store, actuator and lock, and the bounds and first limits of a new session."""
+
+    store: SessionStore
+    actuator: Actuator
+
+    def _locked(self, wait: bool = True) -> ContextManager[None]: ...
+
+    def bounds(self) -> Bounds: ...
+
+    def initial_limits(self, cpu: float | None, memory: int | None) -> Limits: ...
+
+
 class ContainerSessions:
-    def __init__(self, manager: "SessionManager", docker: DockerSessions) -> None:
+    def __init__(self, manager: SessionHost, docker: DockerSessions) -> None:
         self.m = manager
         self.docker = docker
 
@@ -92,8 +105,6 @@ class ContainerSessions:
 
     def adopt(self, spec: str, now: float) -> list[Session]:
         """Each running container the spec selects becomes (or stays) a session; limits are read, not written."""
-        from agent.sessions.lifecycle import adopted_id
-
         selector = parse_spec(spec)
         m = self.m
         adopted: list[Session] = []

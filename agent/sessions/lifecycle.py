@@ -25,7 +25,7 @@ from agent.actuate.terminate import terminate_cgroup
 from agent.collect.errors import CgroupVanished
 from agent.config import Config
 from agent.policy.limits import Bounds, Limits
-from agent.sessions.adoption import SessionAdoption, adopted_id  # noqa: F401  (adopted_id: callers import it from here)
+from agent.sessions.adoption import SessionAdoption
 from agent.sessions.store import Session, SessionError, SessionStore, validate_name
 
 
@@ -49,7 +49,7 @@ class SessionManager(SessionAdoption):
 
     @property
     def containers(self):
-        """Container sessions (`docker_lifecycle.py`); the Docker SDK is imported on first use only."""
+        """Container sessions (agent/sessions/container_lifecycle.py); the Docker SDK is imported on first use only."""
         if self._containers is None:
             from agent.collect.detect import detect_cgroup_version
             from agent.sessions.container_lifecycle import ContainerSessions

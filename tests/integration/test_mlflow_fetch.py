@@ -18,7 +18,7 @@ from agent.bus.backoff import Backoff
 from agent.bus.commands import CommandConsumer, signed_message
 from agent.loop.command_apply import CommandApplier
 from agent.config import build_config
-from agent.forecast.base import BUNDLED_MODEL
+from agent.forecast.holder import BUNDLED_MODEL
 from agent.main import build_agent
 from agent.models.fetch import FetchError, ModelFetcher
 from tests.integration.conftest import AMQP_URL

@@ -57,7 +57,7 @@ def model_run(name: str, model_path: str, cfg: PolicySection, lookahead_steps: i
               point_select: bool = True) -> PolicyRun:
     """The learned model through the agent's own loader (the bundled model when `model_path` is "");
     `point_select`: the agent's [forecast] point_select (each session's median chosen)."""
-    from agent.forecast.base import load_forecaster
+    from agent.forecast.holder import load_forecaster
 
     def make(caps: dict[str, np.ndarray]):
         conf = Config()

@@ -57,8 +57,8 @@ def truncate(s: Series, days: float | None) -> Series:
 
 
 def _onnx_runner(model_path: str):
-    from agent.forecast.base import BUNDLED_MODEL
-    from agent.forecast.onnx_runner import load_model
+    from agent.forecast.holder import BUNDLED_MODEL
+    from agent.forecast.model_file import load_model
 
     loaded = load_model(model_path or BUNDLED_MODEL, threads=1)
     return (lambda x: loaded.session.run(["q"], {"x": x})[0]), loaded.spec
@@ -248,7 +248,7 @@ def evaluate_dir(opts: EvalOptions, progress: Callable[[int, int], None] | None 
 
 def model_checksum(model_path: str) -> tuple[Path, str]:
     """The model file an evaluation scores (the bundled one for "") and its sha256."""
-    from agent.forecast.base import BUNDLED_MODEL
+    from agent.forecast.holder import BUNDLED_MODEL
 
     path = Path(model_path or BUNDLED_MODEL)
     return path, hashlib.sha256(path.read_bytes()).hexdigest()

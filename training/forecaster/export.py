@@ -130,7 +130,7 @@ def check_numpy_against_onnx(data: bytes, arrays: dict[str, np.ndarray], x: np.n
 def write_numpy_weights(onnx_path: str | Path, check_x: np.ndarray | None = None) -> tuple[Path, float]:
     """Write <model>.npz beside <model>.onnx after checking numpy against onnxruntime; (path, max diff)."""
     from agent.forecast.numpy_runner import weights_path_for
-    from agent.forecast.onnx_runner import probe_batch
+    from agent.forecast.model_file import probe_batch
 
     data = Path(onnx_path).read_bytes()
     arrays = numpy_weights_from_onnx(data)

@@ -1,4 +1,4 @@
-"""Dataset windows from `Series`, built with agent/features/spec.py only (the agent builds the same inputs).
+"""Dataset windows from `Series`, built with agent/features/ only (the agent builds the same inputs).
 
 A sample is (x [window, n_features], y [H, T], scale [T]): `x` and `scale` come
 from `features.build_batch_arrays` on the steps up to and including `end` (the
@@ -15,7 +15,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from agent.features.spec import FeatureSpec, build_batch_arrays, derive_series
+from agent.features.spec import FeatureSpec
+from agent.features.window import build_batch_arrays, derive_series
 from agent.features.lags import LagTable
 from training.data.series import Series
 

@@ -105,7 +105,7 @@ def fit_series(cfg: PipelineConfig, train: list[Series], select: list[Series], o
 
 def validate(cfg: PipelineConfig, until: dt.datetime, challenger_version: str) -> dict:
     """Replay the held-back sessions through the agent's policy with the challenger and the champion."""
-    from agent.forecast.base import BUNDLED_MODEL
+    from agent.forecast.holder import BUNDLED_MODEL
     from training.evaluation.policies import model_run, replay_policy
     from training.pipeline.registry import CHAMPION, download_version, version_info
     from training.evaluation.replay import replay

@@ -193,7 +193,7 @@ def test_gathered_windows_are_the_per_session_windows_for_young_gapped_and_full_
     """The agent's one-pass batch (gather_windows -> build_batch_arrays) equals build_batch on each
     session's series(): sessions of every age, with gaps, wrapped rings, and a NaN here and there."""
     from agent.features.downsample import gather_windows
-    from agent.features.spec import build_batch, build_batch_arrays
+    from agent.features.window import build_batch, build_batch_arrays
 
     spec = FeatureSpec(window=6, step_seconds=10.0, time_features=("tod_sin",))
     rng = np.random.default_rng(3)

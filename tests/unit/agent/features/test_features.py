@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from agent.features.spec import (DEFAULT_SCALE_FLOORS, FeatureSpec, SpecError, UnsupportedSpec, build_batch,
-                            build_window, check_supported, derive_series, feature_names, unscale)
+from agent.features.spec import (DEFAULT_SCALE_FLOORS, FeatureSpec, SpecError, UnsupportedSpec, check_supported, feature_names, unscale)
+from agent.features.window import build_batch, build_window, derive_series
 
 MIB = 1024**2
 

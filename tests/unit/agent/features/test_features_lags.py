@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from agent.features.downsample import StepAggregator, gather_windows
-from agent.features.spec import FeatureSpec, SpecError, UnsupportedSpec, build_batch_arrays, feature_names
+from agent.features.spec import FeatureSpec, SpecError, UnsupportedSpec, feature_names
+from agent.features.window import build_batch_arrays
 from agent.features.lags import LagTable, bucket_means
 from agent.features.lag_history import BucketRing, gather_lags
 from agent.state.samples import Sample

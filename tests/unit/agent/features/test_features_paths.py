@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from agent.features.downsample import StepAggregator, bucket_series
-from agent.features.spec import FeatureSpec, build_window, unscale
+from agent.features.spec import FeatureSpec, unscale
+from agent.features.window import build_window
 from agent.forecast.base import ForecastInput, reduce_output
 from agent.forecast.onnx_runner import OnnxForecaster
 from agent.state.samples import Sample, SessionState

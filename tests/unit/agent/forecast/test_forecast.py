@@ -6,12 +6,14 @@ import logging
 import numpy as np
 import pytest
 
-import agent.forecast.base as forecast_mod
+import agent.forecast.holder as forecast_mod
 from agent.config import build_config
 from agent.features.spec import FeatureSpec
-from agent.forecast.base import DEFAULT_SPEC, ModelHolder, load_forecaster, quantile_pick, reduce_output
+from agent.forecast.holder import DEFAULT_SPEC, ModelHolder, load_forecaster
+from agent.forecast.base import quantile_pick, reduce_output
 from agent.forecast.heuristic import WindowQuantileForecaster
-from agent.forecast.onnx_runner import OnnxForecaster, benchmark_inference_us
+from agent.forecast.onnx_runner import OnnxForecaster
+from agent.forecast.bench import benchmark_inference_us
 from tests.fixtures.models.make_models import write_model
 from tests.fixtures.models.sessions import sessions_with_steps
 

@@ -14,11 +14,13 @@ import sys
 import numpy as np
 import pytest
 
-from agent.features.spec import build_batch
-from agent.forecast.base import BUNDLED_MODEL, ModelHolder, load_forecaster
+from agent.features.window import build_batch
+from agent.forecast.holder import BUNDLED_MODEL, ModelHolder, load_forecaster
 from agent.forecast.numpy_runner import (NumpyForecaster, load_numpy_model, make_model_forecaster, read_weights,
                                   weights_path_for)
-from agent.forecast.onnx_runner import ModelRejected, OnnxForecaster, load_model, probe_batch, synthetic_inputs
+from agent.forecast.model_file import ModelRejected, load_model, probe_batch
+from agent.forecast.onnx_runner import OnnxForecaster
+from agent.forecast.bench import synthetic_inputs
 from tests.fixtures.models.sessions import sessions_with_steps
 
 log = logging.getLogger("test.forecast_numpy")
@@ -145,7 +147,7 @@ def test_a_version_2_model_serves_sessions_in_numpy_as_with_onnxruntime(tmp_path
 # --- choosing the runner --------------------------------------------------------------------------
 
 def test_the_default_forecaster_runs_without_importing_onnxruntime():
-    code = ("import logging, sys; from agent.config import build_config; from agent.forecast.base import load_forecaster; "
+    code = ("import logging, sys; from agent.config import build_config; from agent.forecast.holder import load_forecaster; "
             "f = load_forecaster('', build_config({}), logging.getLogger('t')); "
             "print(type(f).__name__, f.source, 'onnxruntime' in sys.modules, 'onnx' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from agent.features.spec import FeatureSpec
-from agent.forecast.onnx_runner import ModelRejected, OnnxForecaster, load_model
+from agent.forecast.model_file import ModelRejected, load_model
+from agent.forecast.onnx_runner import OnnxForecaster
 from tests.fixtures.models.make_models import QUANTILE_FACTORS, write_model
 from tests.fixtures.models.sessions import FakeSession, sessions_with_steps
 

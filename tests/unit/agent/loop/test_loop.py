@@ -7,7 +7,7 @@ import pytest
 from agent.actuate.dryrun import DryRunActuator
 from agent.state.reading import CollectResult, Reading
 from agent.config import build_config
-from agent.forecast.base import ModelHolder
+from agent.forecast.holder import ModelHolder
 from agent.forecast.heuristic import WindowQuantileForecaster
 from agent.sessions.lifecycle import SessionManager
 from agent.loop.agent_loop import AgentLoop

@@ -8,7 +8,8 @@ from agent.config import build_config
 from agent.actuate.docker_client import DockerConnection, DockerUnavailable, docker_configured
 from agent.sessions.containers import ContainerSpec, DockerSessions, create_limits, parse_spec
 from agent.sessions.container_watch import adopt_once, docker_specs
-from agent.sessions.lifecycle import SessionManager, adopted_id
+from agent.sessions.lifecycle import SessionManager
+from agent.sessions.adoption import adopted_id
 from agent.policy.limits import MIB, Limits
 from agent.sessions.store import Session, SessionError, SessionStore
 from tests.unit.agent.docker_fakes import FakeError, SpyFiles, not_found

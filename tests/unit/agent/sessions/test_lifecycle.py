@@ -9,7 +9,8 @@ import pytest
 
 from agent.actuate.dryrun import DryRunActuator
 from agent.config import build_config
-from agent.sessions.lifecycle import SessionManager, adopted_id
+from agent.sessions.lifecycle import SessionManager
+from agent.sessions.adoption import adopted_id
 from agent.policy.limits import MIB, Limits
 from agent.sessions.store import SessionError, SessionStore
 

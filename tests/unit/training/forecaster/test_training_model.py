@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from agent.features.spec import FeatureSpec
-from agent.forecast.onnx_runner import load_model
+from agent.forecast.model_file import load_model
 from training.forecaster.export import ExportMismatch, check_against_torch, export, to_onnx_bytes
 from training.forecaster.nets import build_net, pinball_loss
 from tests.unit.training.training_cut import cut_bitbrains

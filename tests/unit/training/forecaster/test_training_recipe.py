@@ -66,7 +66,7 @@ def test_the_recorded_command_asks_for_the_same_run(cfg, monkeypatch):
 
 def test_pipeline_challenger_trains_the_recipe_and_calibrates_on_the_select_sessions(tmp_path, monkeypatch):
     import training.forecaster.fit as fit_mod
-    from agent.forecast.onnx_runner import load_model
+    from agent.forecast.model_file import load_model
     from training.data.series import load_bitbrains_dir
     from training.pipeline.steps import fit_series
     from training.pipeline.rules import PipelineConfig

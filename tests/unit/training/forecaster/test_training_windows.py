@@ -7,7 +7,8 @@ import math
 import numpy as np
 
 from agent.features.downsample import StepAggregator
-from agent.features.spec import FeatureSpec, build_batch
+from agent.features.spec import FeatureSpec
+from agent.features.window import build_batch
 from agent.state.samples import Sample
 from training.data.series import load_bitbrains_dir
 from training.forecaster.windows import build_windows, series_inputs, targets_at, window_at
