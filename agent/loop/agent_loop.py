@@ -11,33 +11,32 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import deque
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
 from agent.collect.collector import Collector
 from agent.config import Config
-from agent.forecast.base import ForecastInput
 from agent.forecast.holder import ModelHolder
-from agent.sessions.lifecycle import SessionManager
-from agent.policy.limits import Limits
-from agent.loop.commands import LoopCommands
-from agent.loop.sync import LoopSessions
-from agent.loop.steps import LoopSteps
+from agent.forecast.prediction import Prediction
+from agent.loop.commands import Change, CommandQueue, Overrides
+from agent.loop.runtime import SessionRuntime
+from agent.loop.steps import ActuateStep, DecideStep, DetectStep, ForecastStep, StateUpdate
+from agent.loop.sync import SessionSync
+from agent.loop.tick_report import RecordSink, TickReport, session_snapshot
 from agent.observe.metrics import AgentMetrics
 from agent.policy.decide import Proposal
-from agent.forecast.prediction import Prediction
-from agent.loop.runtime import SessionRuntime
-from agent.loop.tick_report import RecordSink, TickReport, session_snapshot
+from agent.policy.limits import Limits
+from agent.sessions.lifecycle import SessionManager
 
 __all__ = ["AgentLoop", "RecordSink", "TickReport"]   # the report's names still import from here
 
 log = logging.getLogger("pspe.loop")
 
 
-class AgentLoop(LoopSessions, LoopSteps, LoopCommands):
-    """The loop's state and its tick; the steps are in agent/loop/sync.py and agent/loop/steps.py,
-    the commands in agent/loop/commands.py."""
+class AgentLoop:
+    """The loop's state and its tick. Each step is a collaborator (agent/loop/sync.py,
+    agent/loop/steps.py) that holds only its own memory; the tick hands it what it works on, so
+    a forecaster or collector swapped on the loop is the one the next tick uses."""
 
     def __init__(
         self,
@@ -62,16 +61,16 @@ class AgentLoop(LoopSessions, LoopSteps, LoopCommands):
         self.sinks = list(sinks or [])
         self.app_metrics = app_metrics
         self.runtimes: dict[str, SessionRuntime] = {}
-        self._pending: deque[Callable[["AgentLoop", float], None]] = deque()  # commands, applied in the tick
-        self.overrides: dict[str, tuple[Limits, float]] = {}  # session -> (limits, until)
         self.last_report: TickReport | None = None
-        self._reap_wanted = True  # reap once at start-up
-        self._detect_ticks = 0
-        self._fallbacks_seen = forecaster.fallbacks_total
-        self._capacity = max(2, int(math.ceil(cfg.agent.history_seconds / cfg.agent.tick_seconds)))
-        self._arbitration: dict[str, tuple] = {}   # arbitrate()'s memo between ticks
-        self._steps_spec = None                    # the spec every runtime's steps were checked against
-        self._inputs: dict[str, ForecastInput] = {}   # the forecaster's input per session, kept
+        self.commands = CommandQueue()
+        self.override_table = Overrides()
+        capacity = max(2, int(math.ceil(cfg.agent.history_seconds / cfg.agent.tick_seconds)))
+        self.sync = SessionSync(manager, self.metrics, capacity)
+        self.updater = StateUpdate(self.metrics)
+        self.forecasting = ForecastStep(self.metrics, forecaster.fallbacks_total)
+        self.decider = DecideStep(self.metrics, self.host_cpu, self.host_mem)
+        self.actuation = ActuateStep(self.metrics)
+        self.detection = DetectStep(self.metrics)
 
     # --- the tick -----------------------------------------------------------------------------
 
@@ -83,8 +82,8 @@ class AgentLoop(LoopSessions, LoopSteps, LoopCommands):
         predictions: dict[str, Prediction] = {}
         proposals: dict[str, Proposal] = {}
         with self._step(report, "sync"):
-            self._sync_sessions(now, report)
-            self._apply_pending(now)
+            self._sync(now, report)
+            self.commands.apply(self, now)
         with self._step(report, "collect"):
             results = self.collector.collect({sid: rt.session.cgroup for sid, rt in self.runtimes.items()})
         with self._step(report, "update"):
@@ -106,6 +105,56 @@ class AgentLoop(LoopSessions, LoopSteps, LoopCommands):
         self.metrics.sessions.set(len(self.runtimes))
         self.last_report = report
         return report
+
+    def _sync(self, now: float, report: TickReport) -> None:
+        spec = self.forecaster.spec_for_steps()
+        self.sync.run(now, report, self.runtimes, spec, self.detector)
+        if report.started:
+            self.forecasting.runtimes_made_for(spec)
+
+    def _update(self, now: float, results: dict, report: TickReport) -> None:
+        if self.updater.run(now, results, self.runtimes, report, self.cfg.policy, self.app_metrics):
+            self.sync.reap_wanted = True
+
+    def _forecast(self, now: float) -> dict[str, Prediction]:
+        return self.forecasting.run(now, self.runtimes, self.forecaster)
+
+    def _decide(self, now: float, predictions: dict[str, Prediction]) -> dict[str, Proposal]:
+        return self.decider.run(now, predictions, self.runtimes, self.cfg, self.override_table)
+
+    def _actuate(self, now: float, proposals: dict[str, Proposal], report: TickReport) -> None:
+        self.actuation.run(now, proposals, self.runtimes, report, self.actuator, self.manager)
+
+    def _detect(self, now: float, report: TickReport, predictions: dict[str, Prediction]) -> None:
+        self.detection.run(now, report, predictions, self.runtimes, self.detector, self.cfg)
+
+    # --- commands (queued from the event loop; applied at the start of a tick) ----------------
+
+    def submit(self, change: Change) -> None:
+        """Thread-safe: run `change(loop, now)` at the start of the next tick."""
+        self.commands.submit(change)
+
+    @property
+    def overrides(self) -> dict[str, tuple[Limits, float]]:
+        return self.override_table.entries
+
+    def set_override(self, sid: str, limits: Limits, until: float) -> None:
+        self.override_table.set(sid, limits, until)
+
+    def set_bounds(self, sid: str, bounds) -> None:
+        rt = self.runtimes.get(sid)
+        if rt is not None:
+            rt.session.bounds = bounds
+        session = self.manager.store.get(sid)
+        if session is not None:
+            session.bounds = bounds
+            self.manager.store.save(session)
+
+    def set_default_bounds(self, bounds) -> None:
+        p = self.cfg.policy
+        p.cpu_min, p.cpu_max, p.mem_min, p.mem_max = bounds.cpu_min, bounds.cpu_max, bounds.mem_min, bounds.mem_max
+
+    # --- timing and records -------------------------------------------------------------------
 
     @contextmanager
     def _step(self, report: TickReport, name: str) -> Iterator[None]:

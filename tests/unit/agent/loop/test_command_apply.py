@@ -67,7 +67,7 @@ async def test_override_is_queued_then_applied_in_the_tick_but_never_below_usage
                                 duration_s=60, **HDR)
         await applier(cmd)
         assert agent.loop.overrides == {}  # queued, not applied on the event loop
-        agent.loop._apply_pending(time.time())
+        agent.loop.commands.apply(agent.loop, time.time())
         proposals = agent.loop._decide(time.time(), {"s1": None})
         new = proposals["s1"].limits
         assert new.cpu_limit == 0.4
@@ -81,7 +81,7 @@ async def test_override_is_queued_then_applied_in_the_tick_but_never_below_usage
 async def test_policy_update_and_rollback(agent):
     applier = CommandApplier(agent)
     await applier(protocol.PolicyUpdate(bounds=protocol.BoundsMsg(0.1, 1.0, 32 * MIB, GIB), **HDR))
-    agent.loop._apply_pending(time.time())
+    agent.loop.commands.apply(agent.loop, time.time())
     assert agent.cfg.policy.cpu_max == 1.0
     with pytest.raises(CommandRejected):
         await applier(protocol.ModelRollback(**HDR))  # nothing to roll back to
