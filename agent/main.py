@@ -188,7 +188,7 @@ async def run_agent(agent: Agent, *, ticks: int | None = None, clock: Callable[[
     server = None
     if agent.cfg.http.listen and ticks is None:
         server = AgentHttpServer(
-            agent.observe.metrics,
+            agent.metrics,
             lambda: health(_last_tick(agent), agent.started_at, clock(), agent.cfg.http.stall_seconds),
             lambda: dict(agent.status(), bus=bus.stats()),
         )

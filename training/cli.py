@@ -64,7 +64,7 @@ def spec_overrides(version: int) -> dict:
 def fit_config(args: argparse.Namespace):
     """The FitConfig a parsed `pspe-train fit` command line asks for."""
     from training.forecaster.fit import DEFAULT_OUT, FitConfig
-    from training.pipeline.registry import tracking_uri
+    from training.forecaster.registry import tracking_uri
 
     return FitConfig(train_dir=args.train, val_dir=args.val, out=args.out or str(DEFAULT_OUT), cell=args.cell,
                      hidden=args.hidden, fold=args.fold, max_epochs=args.max_epochs, max_minutes=args.max_minutes,

@@ -19,7 +19,7 @@ from agent.features.spec import FeatureSpec
 from agent.forecast.base import DEFAULT_LOOKAHEAD_STEPS, ForecastInput, Forecaster
 from agent.forecast.prediction import Prediction
 
-BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "models" / "forecaster.onnx"
+BUNDLED_MODEL = Path(__file__).parent.parent / "models" / "forecaster.onnx"   # not resolved: the venv link stays in it
 HEURISTIC_ONLY = frozenset({"heuristic", "none"})   # model_path values that turn the model off
 DEFAULT_SPEC = FeatureSpec()
 

@@ -95,7 +95,7 @@ class ModelFetcher:
         return ResolvedModel(ref.name, version, artifact_url(self.tracking_uri, source))
 
     def version_sha256(self, name: str, version: str) -> str:
-        """The `sha256` tag training/pipeline/registry.py puts on each version (a rollback names no checksum)."""
+        """The `sha256` tag training/forecaster/registry.py puts on each version (a rollback names no checksum)."""
         ref = parse_model_uri(f"models:/{name}/{version}")
         mv = self._get_json(api_url(self.tracking_uri, "model-versions/get", name=ref.name,
                                     version=ref.version)).get("model_version") or {}

@@ -21,7 +21,7 @@ from typing import Iterable
 from agent.models.fetch import FetchError, ModelFetcher
 from agent.models.uri import parse_local_name
 
-DEFAULT_MODEL_NAME = "pspe-forecaster"   # the name the pipeline registers (training/pipeline/registry.py)
+DEFAULT_MODEL_NAME = "pspe-forecaster"   # the name the pipeline registers (training/forecaster/registry.py)
 _TARGET = re.compile(r"^(?:models:/(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]{0,127})/)?v?(?P<version>[0-9]{1,9})$")
 
 

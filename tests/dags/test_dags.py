@@ -14,7 +14,7 @@ from tests.integration.conftest import AMQP_URL
 from tests.integration.mlflow_server import start_mlflow
 from tests.integration.pipeline_data import UNTIL, seed_history
 from tests.integration.test_mlflow_pipeline import FLEET_KEY, TRACES
-from training.pipeline.registry import CHAMPION, version_info
+from training.forecaster.registry import CHAMPION, version_info
 
 pytestmark = pytest.mark.integration
 

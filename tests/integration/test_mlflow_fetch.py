@@ -1,4 +1,4 @@
-"""The agent's fetcher against a real MLflow server (mlflow/start.sh): register with training/pipeline/registry.py,
+"""The agent's fetcher against a real MLflow server (mlflow/start.sh): register with training/forecaster/registry.py,
 set the champion, resolve and download over REST without mlflow in the agent; and end to end, a signed
 ModelPromoted on the real RabbitMQ makes the agent fetch the model from the server and swap to it."""
 
@@ -23,7 +23,7 @@ from agent.main import build_agent
 from agent.models.fetch import FetchError, ModelFetcher
 from tests.integration.conftest import AMQP_URL
 from tests.integration.mlflow_server import start_mlflow
-from training.pipeline.registry import CHAMPION, file_sha256, log_forecaster, promote
+from training.forecaster.registry import CHAMPION, file_sha256, log_forecaster, promote
 
 pytestmark = pytest.mark.integration
 NAME = "pspe-forecaster-test"

@@ -26,7 +26,7 @@ from tests.integration.pipeline_step import run_step
 from training.pipeline import steps as pipeline
 from training.pipeline.publish import publish_promotion
 from training.pipeline.rules import PipelineConfig
-from training.pipeline.registry import CHAMPION, version_info
+from training.forecaster.registry import CHAMPION, version_info
 
 pytestmark = pytest.mark.integration
 TRACES = Path(__file__).resolve().parents[3] / "shared" / "data" / "bitbrains-rnd" / "2013-8"

@@ -250,7 +250,7 @@ def fit(cfg: FitConfig) -> dict:
     prov_path = provenance_path(out)
     prov_path.write_text(json.dumps(provenance, indent=2) + "\n")
     if cfg.tracking_uri:
-        from training.pipeline.registry import log_forecaster
+        from training.forecaster.registry import log_forecaster
         flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and np.isfinite(v)}
         provenance["registry_version"] = log_forecaster(cfg.tracking_uri, {"cell": cfg.cell, "hidden": cfg.hidden,
                                                                            "seed": cfg.seed}, flat,

@@ -50,7 +50,7 @@ def split_history(cfg: PipelineConfig, series: list[Series]) -> dict[str, list[S
 
 def train_challenger(cfg: PipelineConfig, until: dt.datetime) -> dict:
     """Train on the history's train split, export ONNX, register it as the challenger (once per `until`)."""
-    from training.pipeline.registry import find_version, log_forecaster, version_info
+    from training.forecaster.registry import find_version, log_forecaster, version_info
 
     stamp = until.isoformat()
     found = find_version(cfg.tracking_uri, cfg.model_name, UNTIL_TAG, stamp)
@@ -107,7 +107,7 @@ def validate(cfg: PipelineConfig, until: dt.datetime, challenger_version: str) -
     """Replay the held-back sessions through the agent's policy with the challenger and the champion."""
     from agent.forecast.holder import BUNDLED_MODEL
     from training.evaluation.policies import model_run, replay_policy
-    from training.pipeline.registry import CHAMPION, download_version, version_info
+    from training.forecaster.registry import CHAMPION, download_version, version_info
     from training.evaluation.replay import replay
     from training.evaluation.replay_metrics import summarize
 
@@ -134,7 +134,7 @@ def validate(cfg: PipelineConfig, until: dt.datetime, challenger_version: str) -
 
 def promote_if_better(cfg: PipelineConfig, verdict: dict) -> dict:
     """Move the champion alias to the challenger when the verdict says so; the version now champion."""
-    from training.pipeline.registry import promote, version_info
+    from training.forecaster.registry import promote, version_info
 
     if verdict.get("promote"):
         promote(cfg.tracking_uri, verdict["version"], model_name=cfg.model_name)

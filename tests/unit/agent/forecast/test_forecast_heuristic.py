@@ -1,11 +1,11 @@
-"""The moving-window quantile heuristic: exact quantiles on crafted buffers, NaNs, young sessions, speed."""
+"""The moving-window quantile heuristic: exact quantiles on crafted buffers, NaNs, young sessions, batched work."""
 
 import math
-import time
 
 import numpy as np
 import pytest
 
+import agent.forecast.heuristic as heuristic_mod
 from agent.forecast.base import ForecastInput
 from agent.forecast.heuristic import WindowQuantileForecaster, row_quantiles
 from agent.state.samples import RingBuffer, Sample, SessionState
@@ -115,18 +115,19 @@ def test_copy_last_into_matches_last_for_every_wrap_position():
                 assert (out[:size - k] == -1.0).all()
 
 
-def test_a_thousand_sessions_take_milliseconds():
+def test_a_thousand_sessions_are_answered_in_a_few_batched_passes(monkeypatch):
+    """Work done, not speed (BENCHMARKS.md has the timings): the quantiles are computed for whole
+    chunks of sessions at once, never one numpy pass per session."""
     states = [state_with(np.random.default_rng(k).random(150), np.full(150, 1e9), sid=f"s{k}") for k in range(10)]
     inputs = [ForecastInput(states[k % 10]) for k in range(1000)]   # same work per session, quicker to set up
     f = WindowQuantileForecaster(120, 0.5, 0.99)
-    best = min(_cpu_seconds(lambda: f.predict(150.0, inputs)) for _ in range(3))
-    assert best < 0.05, f"{best * 1e3:.1f} ms for 1,000 sessions"   # ~5 ms here; generous for shared CI
-
-
-def _cpu_seconds(fn) -> float:
-    t0 = time.process_time()
-    fn()
-    return time.process_time() - t0
+    passes = []
+    real = heuristic_mod.row_quantiles
+    monkeypatch.setattr(heuristic_mod, "row_quantiles", lambda values, qs: passes.append(len(values)) or real(values, qs))
+    preds = f.predict(150.0, inputs)
+    assert len(preds) == 1000 and all(p.samples > 0 for p in preds)
+    chunks = math.ceil(1000 / heuristic_mod.CHUNK_SESSIONS)
+    assert len(passes) == 2 * chunks and sum(passes) == 2 * 1000   # cpu and memory, each chunk once
 
 
 def test_a_steady_answer_is_the_same_object_and_a_changed_one_a_new_one():

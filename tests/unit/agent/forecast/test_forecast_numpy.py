@@ -86,7 +86,7 @@ def test_the_first_horizons_alone_are_the_full_outputs_first_horizons(bundled):
 
 
 def test_softplus_matches_logaddexp_without_overflow():
-    from agent.forecast.numpy_runner import _softplus
+    from agent.forecast.numpy_net import _softplus
     x = np.array([-1e4, -100.0, -20.0, -1.0, -1e-3, 0.0, 1e-3, 1.0, 20.0, 100.0, 1e4, 3e38], np.float32)
     with np.errstate(over="raise"):
         got = _softplus(x)

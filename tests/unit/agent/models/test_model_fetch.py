@@ -74,7 +74,7 @@ class _Registry(BaseHTTPRequestHandler):
             if q == {"name": "m", "alias": "champion"}:
                 return self._json(200, {"model_version": {"name": "m", "version": "2"}})
             return self._json(404, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "no such alias"})
-        if url.path == "/api/2.0/mlflow/model-versions/get":   # tags as training/pipeline/registry.py sets them
+        if url.path == "/api/2.0/mlflow/model-versions/get":   # tags as training/forecaster/registry.py sets them
             body = self.files.get(f"0/r{q.get('version')}/artifacts/model/f.onnx")
             if body is None:
                 return self._json(404, {"error_code": "RESOURCE_DOES_NOT_EXIST"})

@@ -98,7 +98,8 @@ def test_stop_kills_what_ignores_sigterm_after_the_grace(mgr):
         time.sleep(0.01)
     t = time.monotonic()
     mgr.stop("stubborn", now=T0, grace_seconds=0.3)
-    assert 0.25 < time.monotonic() - t < 3 and not alive(s.pid)
+    # the grace was waited, then SIGKILL (sleep 30 would still be running); no upper bound on a busy host
+    assert time.monotonic() - t > 0.25 and not alive(s.pid)
 
 
 def test_adopt_a_path_and_a_prefix_reads_limits_and_never_writes(mgr, act):

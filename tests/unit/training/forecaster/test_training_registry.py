@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from training.pipeline.registry import CHALLENGER, CHAMPION, log_forecaster, promote, tracking_uri
+from training.forecaster.registry import CHALLENGER, CHAMPION, log_forecaster, promote, tracking_uri
 
 
 def test_no_uri_logs_nothing(monkeypatch):
