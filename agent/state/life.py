@@ -1,0 +1,156 @@
+"""A session's whole life in a few kilobytes (pure): log-bucket histograms of its usage, overall and
+per age bucket, with peaks, means and the sums a growth slope needs.
+
+The fine ring (`SessionState`) holds only the last `history_seconds` of samples, so a profile built
+from it describes the session's last minutes. `SessionLife` is folded from that ring often enough
+that no sample is missed (every `fold_every` ticks, less than the ring's length, and once more when
+the session ends), and keeps every sample it saw: a histogram bucket per 5 % of value, so a quantile
+read from it is within 2.5 % of the exact one (values under the metric's floor count as 0).
+
+Usage is summarised per age bucket for CPU and memory (what a new session of the same kind should
+start with depends on its age) and over the whole life for every profile metric.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from agent.state.samples import SessionState
+
+PROFILE_METRICS = ("cpu_cores", "mem_bytes", "disk_read_bps", "disk_write_bps", "net_rx_bps", "net_tx_bps")
+AGE_METRICS = ("cpu_cores", "mem_bytes")
+# (name, lower edge s, upper edge s): a session's age when the sample was taken
+AGE_BUCKETS = (("0-5m", 0.0, 300.0), ("5-30m", 300.0, 1800.0), ("30m-2h", 1800.0, 7200.0),
+               ("2h+", 7200.0, math.inf))
+FLOORS = {"cpu_cores": 1e-3, "mem_bytes": 2.0**20}   # the rest (bytes/s): 1 KiB/s
+RATIO = 1.05
+_LOG_RATIO = math.log(RATIO)
+BINS = 420            # floor x 1.05^420 = 8e8 x floor: 8e5 cores, 800 TiB, 800 GiB/s
+
+
+def _floor(metric: str) -> float:
+    return FLOORS.get(metric, 1024.0)
+
+
+class LogHistogram:
+    """Counts of values in buckets [floor * r^(k-1), floor * r^k); bucket 0 holds 0 and values under
+    the floor. Allocated on the first value, so an unused metric costs nothing."""
+
+    __slots__ = ("floor", "counts", "n", "total", "peak")
+
+    def __init__(self, floor: float) -> None:
+        self.floor = floor
+        self.counts: np.ndarray | None = None
+        self.n = 0
+        self.total = 0.0
+        self.peak = -math.inf
+
+    def add(self, values: np.ndarray) -> None:
+        v = values[np.isfinite(values)]
+        if v.size == 0:
+            return
+        v = np.maximum(v, 0.0)
+        k = np.zeros(v.size, dtype=np.int64)
+        above = v >= self.floor
+        k[above] = np.minimum(np.floor(np.log(v[above] / self.floor) / _LOG_RATIO).astype(np.int64) + 1, BINS)
+        if self.counts is None:
+            self.counts = np.zeros(BINS + 1, dtype=np.uint32)
+        self.counts += np.bincount(k, minlength=BINS + 1).astype(np.uint32)
+        self.n += int(v.size)
+        self.total += float(v.sum())
+        self.peak = max(self.peak, float(v.max()))
+
+    def merge(self, other: "LogHistogram") -> None:
+        if other.counts is None:
+            return
+        if self.counts is None:
+            self.counts = np.zeros(BINS + 1, dtype=np.uint32)
+        self.counts += other.counts
+        self.n += other.n
+        self.total += other.total
+        self.peak = max(self.peak, other.peak)
+
+    def quantile(self, q: float) -> float:
+        """The q-quantile: the geometric middle of its bucket (0 in bucket 0), never above the peak."""
+        if self.counts is None or self.n == 0:
+            return math.nan
+        k = int(np.searchsorted(np.cumsum(self.counts), q * self.n, side="left"))
+        if k == 0:
+            return 0.0
+        return min(self.floor * RATIO ** (k - 0.5), self.peak)
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.n if self.n else math.nan
+
+
+class SessionLife:
+    """Everything `build_profile` needs of a session's whole life, folded from its fine ring."""
+
+    def __init__(self, started_at: float, fold_every: int, phase: int = 0) -> None:
+        self.started_at = started_at
+        self.fold_every = max(1, int(fold_every))
+        self.pending = phase % self.fold_every       # spreads sessions' folds over the ticks
+        self.folded_to = -math.inf                    # newest sample time folded so far
+        self.by_age: dict[str, dict[str, LogHistogram]] = {}
+        self.other = {m: LogHistogram(_floor(m)) for m in PROFILE_METRICS if m not in AGE_METRICS}
+        # least-squares sums for each metric's slope over the whole life: n, sum t, sum t^2, sum v, sum t v
+        self._fit = {m: np.zeros(5) for m in PROFILE_METRICS}
+
+    def tick(self, state: SessionState) -> None:
+        """Called once a tick per session: folds the ring every `fold_every` ticks."""
+        self.pending += 1
+        if self.pending >= self.fold_every:
+            self.fold(state)
+
+    def fold(self, state: SessionState) -> None:
+        """Adds the ring's samples newer than the last fold."""
+        self.pending = 0
+        times = state.times.last()
+        new = times > self.folded_to
+        if not new.any():
+            return
+        t = times[new]
+        self.folded_to = float(t[-1])
+        age = t - self.started_at
+        rel = age / 3600.0                                     # hours: keeps the sums well conditioned
+        for m in PROFILE_METRICS:
+            v = state.window(m)
+            if v.size != times.size:
+                continue                                       # a metric this session never had
+            v = v[new]
+            if m in AGE_METRICS:
+                for name, lo, hi in AGE_BUCKETS:
+                    inside = (age >= lo) & (age < hi)
+                    if inside.any():
+                        bucket = self.by_age.setdefault(name, {})
+                        hist = bucket.get(m)
+                        if hist is None:
+                            hist = bucket[m] = LogHistogram(_floor(m))
+                        hist.add(v[inside])
+            else:
+                self.other[m].add(v)
+            ok = np.isfinite(v)
+            if ok.any():
+                x, y = rel[ok], v[ok]
+                self._fit[m] += (x.size, x.sum(), (x * x).sum(), y.sum(), (x * y).sum())
+
+    def histogram(self, metric: str) -> LogHistogram:
+        """The whole life's histogram of `metric` (age buckets merged for CPU and memory)."""
+        if metric not in AGE_METRICS:
+            return self.other[metric]
+        whole = LogHistogram(_floor(metric))
+        for name, _, _ in AGE_BUCKETS:
+            hist = self.by_age.get(name, {}).get(metric)
+            if hist is not None:
+                whole.merge(hist)
+        return whole
+
+    def growth_per_s(self, metric: str) -> float:
+        n, st, stt, sv, stv = self._fit[metric]
+        den = n * stt - st * st
+        if n < 3 or den <= 1e-12:
+            return 0.0
+        return float((n * stv - st * sv) / den) / 3600.0
