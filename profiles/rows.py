@@ -119,7 +119,11 @@ def profile_row(msg: protocol.SessionEnded) -> dict | None:
     row = {"host": msg.host, "session_id": msg.session_id, "started_at": ts(msg.started_at),
            "ended_at": ts(msg.ended_at), "duration_s": p.duration_s, "samples": p.samples,
            "oom_kills": p.oom_kills, "limit_changes": p.limit_changes, "labels": Jsonb(dict(p.labels)),
-           "final_limits": _limits_json(p.final_limits), "metrics": Jsonb(json_safe(metrics))}
+           "final_limits": _limits_json(p.final_limits), "metrics": Jsonb(json_safe(metrics)),
+           "by_age": Jsonb(json_safe({bucket: {name: {f: getattr(a, f) for f in a.__struct_fields__}
+                                               for name, a in per_metric.items()}
+                                      for bucket, per_metric in p.by_age.items()})),
+           "end_reason": msg.reason}
     for prefix, metric in (("cpu", "cpu_cores"), ("mem", "mem_bytes")):
         for f in ("p50", "p90", "p99", "peak"):
             row[f"{prefix}_{f}"] = _metric(p, metric, f)

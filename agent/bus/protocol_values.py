@@ -66,6 +66,16 @@ class MetricProfile(msgspec.Struct, frozen=True):
     burstiness: float = 1.0      # p99 / p50 (1 = flat; inf when the median is 0)
 
 
+class AgeProfile(msgspec.Struct, frozen=True):
+    """One metric over one age bucket of a finished session (agent/sessions/profile.py's age_profile)."""
+
+    p50: float
+    p90: float
+    peak: float
+    mean: float
+    samples: int
+
+
 class SessionProfile(msgspec.Struct, frozen=True):
     duration_s: float
     samples: int
@@ -74,6 +84,8 @@ class SessionProfile(msgspec.Struct, frozen=True):
     labels: dict[str, str] = {}
     oom_kills: int = 0
     limit_changes: int = 0
+    # {age bucket ("0-5m", "5-30m", "30m-2h", "2h+"): {metric: AgeProfile}}; {} from older agents
+    by_age: dict[str, dict[str, AgeProfile]] = {}
 
 
 class ContainerStart(msgspec.Struct, frozen=True):

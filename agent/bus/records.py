@@ -49,12 +49,22 @@ def session_profile(d: Mapping) -> protocol.SessionProfile:
         for name, m in (d.get("metrics") or {}).items()
     }
     limits = d.get("final_limits")
+    by_age = {
+        str(bucket): {str(name): protocol.AgeProfile(
+            p50=_num(m.get("p50")), p90=_num(m.get("p90")), peak=_num(m.get("peak")), mean=_num(m.get("mean")),
+            samples=int(m.get("samples") or 0)) for name, m in per_metric.items()}
+        for bucket, per_metric in (d.get("by_age") or {}).items()
+    }
     return protocol.SessionProfile(
         duration_s=float(d.get("duration_s", 0.0)), samples=int(d.get("samples", 0)), metrics=metrics,
         final_limits=protocol.LimitsMsg.of(Limits.from_dict(limits)) if limits else None,
         labels={str(k): str(v) for k, v in (d.get("labels") or {}).items()},
-        oom_kills=int(d.get("oom_kills", 0)), limit_changes=int(d.get("limit_changes", 0)),
+        oom_kills=int(d.get("oom_kills", 0)), limit_changes=int(d.get("limit_changes", 0)), by_age=by_age,
     )
+
+
+def _num(v) -> float:
+    return math.nan if v is None else float(v)
 
 
 def alert_record(host: str, t: float, alert: Any) -> protocol.AlertRecord | None:

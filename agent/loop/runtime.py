@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from agent.features.downsample import StepAggregator
 from agent.policy.limits import Limits
 from agent.policy.decide import PolicyMemo
+from agent.state.life import SessionLife
 from agent.state.sample_mean import SampleMean
 from agent.sessions.store import Session
 from agent.state.samples import SessionState
@@ -31,9 +32,12 @@ class SessionRuntime:
     alerts: list = field(default_factory=list)
     anomaly_fold: SampleMean = field(default_factory=SampleMean)
     anomaly_phase: int = 0      # spreads sessions over the detector's stride
+    life: SessionLife | None = None   # the whole life, for the profile (folded from the ring)
 
     def __post_init__(self) -> None:
         self.anomaly_phase = zlib.crc32(self.session.session_id.encode()) % 997
+        if self.life is None:   # folded twice per ring length, so no sample leaves the ring unfolded
+            self.life = SessionLife(self.state.started_at, max(1, self.state.capacity // 2), self.anomaly_phase)
 
     @property
     def session_id(self) -> str:

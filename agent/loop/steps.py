@@ -78,6 +78,7 @@ class StateUpdate:
             rt.mem_demand = mem_used if isnan(mem_d) else max(mem_used, int(mem_d))
             state.push(bumped)
             rt.steps.add(bumped)
+            rt.life.tick(state)
         return reap
 
 

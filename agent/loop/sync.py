@@ -72,9 +72,8 @@ class SessionSync:
         report.ended.append(sid)
         if detector is not None:
             detector.forget(sid)
-        try:  # the final profile: what the agent measured, added to what `session stop` wrote
-            profile = build_profile(rt.state, rt.limits, rt.session.labels, rt.changes, now)
-            self.manager.store.merge_ended(sid, profile)
-            report.profiles[sid] = profile
+        try:  # the final profile: what the agent measured, added to what `session stop` wrote (the reason)
+            profile = build_profile(rt.state, rt.limits, rt.session.labels, rt.changes, now, rt.life)
+            report.profiles[sid] = self.manager.store.merge_ended(sid, profile)
         except OSError:
             log.exception("could not keep the final profile of session %s", sid)

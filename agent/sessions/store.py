@@ -129,12 +129,14 @@ class SessionStore:
         except FileNotFoundError:
             pass
 
-    def merge_ended(self, session_id: str, profile: dict) -> None:
-        """Add fields to a session's final profile (the agent adds its measured history)."""
+    def merge_ended(self, session_id: str, profile: dict) -> dict:
+        """Add fields to a session's final profile (the agent adds its measured history); the merged
+        record, with what `stop` or `reap` wrote before (the end reason), is returned."""
         merged = dict(self.ended(session_id) or {})
         merged.update(profile)
         self.ended_dir.mkdir(parents=True, exist_ok=True)
         _atomic_write_json(self.ended_dir / f"{validate_name(session_id)}.json", merged)
+        return merged
 
     def ended(self, session_id: str) -> dict | None:
         try:

@@ -5,7 +5,8 @@ The fine ring (`SessionState`) holds only the last `history_seconds` of samples,
 from it describes the session's last minutes. `SessionLife` is folded from that ring often enough
 that no sample is missed (every `fold_every` ticks, less than the ring's length, and once more when
 the session ends), and keeps every sample it saw: a histogram bucket per 5 % of value, so a quantile
-read from it is within 2.5 % of the exact one (values under the metric's floor count as 0).
+read from it is within 2.5 % of the exact one (values under the metric's floor count as 0). A
+histogram stores only the span of buckets its values reached (~100-200 bytes for a session's CPU).
 
 Usage is summarised per age bucket for CPU and memory (what a new session of the same kind should
 start with depends on its age) and over the whole life for every profile metric.
@@ -35,14 +36,17 @@ def _floor(metric: str) -> float:
 
 
 class LogHistogram:
-    """Counts of values in buckets [floor * r^(k-1), floor * r^k); bucket 0 holds 0 and values under
-    the floor. Allocated on the first value, so an unused metric costs nothing."""
+    """Counts of values in buckets [floor * r^(k-1), floor * r^k), k >= 1, and of zeros (0 and values
+    under the floor). Only the span of buckets the values reached is stored (a session's usage spans a
+    decade or two: ~100-200 bytes), grown when a value falls outside it."""
 
-    __slots__ = ("floor", "counts", "n", "total", "peak")
+    __slots__ = ("floor", "counts", "offset", "zeros", "n", "total", "peak")
 
     def __init__(self, floor: float) -> None:
         self.floor = floor
-        self.counts: np.ndarray | None = None
+        self.counts: np.ndarray | None = None     # counts[i] is bucket offset + i
+        self.offset = 1
+        self.zeros = 0
         self.n = 0
         self.total = 0.0
         self.peak = -math.inf
@@ -52,33 +56,47 @@ class LogHistogram:
         if v.size == 0:
             return
         v = np.maximum(v, 0.0)
-        k = np.zeros(v.size, dtype=np.int64)
-        above = v >= self.floor
-        k[above] = np.minimum(np.floor(np.log(v[above] / self.floor) / _LOG_RATIO).astype(np.int64) + 1, BINS)
-        if self.counts is None:
-            self.counts = np.zeros(BINS + 1, dtype=np.uint32)
-        self.counts += np.bincount(k, minlength=BINS + 1).astype(np.uint32)
+        above = v[v >= self.floor]
+        self.zeros += int(v.size - above.size)
+        if above.size:
+            k = np.minimum(np.floor(np.log(above / self.floor) / _LOG_RATIO).astype(np.int64) + 1, BINS)
+            self._cover(int(k.min()), int(k.max()))
+            self.counts += np.bincount(k - self.offset, minlength=self.counts.size).astype(np.uint32)
         self.n += int(v.size)
         self.total += float(v.sum())
         self.peak = max(self.peak, float(v.max()))
 
-    def merge(self, other: "LogHistogram") -> None:
-        if other.counts is None:
-            return
+    def _cover(self, lo: int, hi: int) -> None:
         if self.counts is None:
-            self.counts = np.zeros(BINS + 1, dtype=np.uint32)
-        self.counts += other.counts
+            self.counts, self.offset = np.zeros(hi - lo + 1, dtype=np.uint32), lo
+            return
+        top = self.offset + self.counts.size - 1
+        if lo >= self.offset and hi <= top:
+            return
+        new_lo, new_hi = min(lo, self.offset), max(hi, top)
+        grown = np.zeros(new_hi - new_lo + 1, dtype=np.uint32)
+        grown[self.offset - new_lo:self.offset - new_lo + self.counts.size] = self.counts
+        self.counts, self.offset = grown, new_lo
+
+    def merge(self, other: "LogHistogram") -> None:
+        if other.counts is not None:
+            self._cover(other.offset, other.offset + other.counts.size - 1)
+            start = other.offset - self.offset
+            self.counts[start:start + other.counts.size] += other.counts
+        self.zeros += other.zeros
         self.n += other.n
         self.total += other.total
         self.peak = max(self.peak, other.peak)
 
     def quantile(self, q: float) -> float:
-        """The q-quantile: the geometric middle of its bucket (0 in bucket 0), never above the peak."""
-        if self.counts is None or self.n == 0:
+        """The q-quantile: the geometric middle of its bucket (0 among the zeros), never above the peak."""
+        if self.n == 0:
             return math.nan
-        k = int(np.searchsorted(np.cumsum(self.counts), q * self.n, side="left"))
-        if k == 0:
+        rank = q * self.n
+        if self.counts is None or rank <= self.zeros:
             return 0.0
+        i = int(np.searchsorted(np.cumsum(self.counts, dtype=np.int64), rank - self.zeros, side="left"))
+        k = self.offset + min(i, self.counts.size - 1)
         return min(self.floor * RATIO ** (k - 0.5), self.peak)
 
     @property

@@ -33,7 +33,10 @@ def ended(host, sid, seq, t, labels, cpu_p90, cpu_peak, mem_p90, mem_peak):
                                                       peak=peak, growth_per_s=0.0, burstiness=float("inf"))
     prof = protocol.SessionProfile(duration_s=600, samples=600, labels=labels,
                                    metrics={"cpu_cores": metric(cpu_p90, cpu_peak), "mem_bytes": metric(mem_p90, mem_peak)},
-                                   final_limits=protocol.LimitsMsg.of(Limits(0.5, 1, GIB, 2 * GIB)))
+                                   final_limits=protocol.LimitsMsg.of(Limits(0.5, 1, GIB, 2 * GIB)),
+                                   by_age={"0-5m": {"cpu_cores": protocol.AgeProfile(p50=cpu_p90 / 2, p90=cpu_p90,
+                                                                                     peak=cpu_peak, mean=cpu_p90 / 2,
+                                                                                     samples=300)}})
     return protocol.SessionEnded(host=host, seq=seq, t=t, session_id=sid, started_at=t - 600, ended_at=t,
                                  reason="stopped", profile=prof)
 
@@ -53,6 +56,10 @@ def test_sessions_and_profiles_are_recorded_and_queryable_by_label(db, pg_dsn):
     row = db.execute("SELECT ended_at IS NOT NULL, end_reason, labels FROM sessions WHERE session_id = 'w1'").fetchone()
     assert row == (True, "stopped", {"app": "web", "user": "ann"})
     assert db.execute("SELECT metrics->'cpu_cores'->>'burstiness' FROM session_profiles LIMIT 1").fetchone()[0] is None
+    stored = db.execute("SELECT end_reason, (by_age->'0-5m'->'cpu_cores'->>'p90')::float8, "
+                        "(by_age->'0-5m'->'cpu_cores'->>'samples')::int FROM session_profiles "
+                        "WHERE session_id = 'w1'").fetchone()
+    assert stored == ("stopped", 0.5, 300)     # the age profile and why it ended, kept centrally
 
     web = profile_for(db, {"app": "web"}, min_profiles=3)
     assert web.profiles == 5 and web.matched_labels == {"app": "web"}

@@ -41,7 +41,8 @@ def test_profiles_built_once_for_ended_sessions_without_one(db, pg_dsn):
             for i, s in enumerate(("a", "b", "c"))]
     msgs += [samples(10 + i, T0 + 60 * i, {"a": 0.1 * (i + 1), "b": 1.0, "c": 2.0}) for i in range(10)]
     # a and b end inside the day without a profile; c ends the next day
-    msgs += [protocol.SessionEnded(host="h1", seq=30, t=T0 + 600, session_id="a", started_at=T0, ended_at=T0 + 600),
+    msgs += [protocol.SessionEnded(host="h1", seq=30, t=T0 + 600, session_id="a", started_at=T0, ended_at=T0 + 600,
+                                   reason="process exited"),
              protocol.SessionEnded(host="h1", seq=31, t=T0 + 600, session_id="b", started_at=T0, ended_at=T0 + 600),
              protocol.SessionEnded(host="h1", seq=32, t=T0 + 86400, session_id="c", started_at=T0, ended_at=T0 + 86400)]
     with psycopg.connect(pg_dsn) as conn:
@@ -54,6 +55,11 @@ def test_profiles_built_once_for_ended_sessions_without_one(db, pg_dsn):
     assert row[0] == 10 and row[1] == 1 and row[2] == pytest.approx(0.55) and row[3] == pytest.approx(1.0)
     assert row[4] == pytest.approx(2**30) and float(row[5]) == pytest.approx(0.91) and row[6] == 600
     assert row[7] == {"app": "batch"}
+    reason, ages = db.execute("SELECT end_reason, by_age FROM session_profiles WHERE session_id = 'a'").fetchone()
+    assert reason == "process exited"
+    assert set(ages) == {"0-5m", "5-30m"}                       # samples at ages 0, 60, ..., 540 s
+    assert ages["0-5m"]["cpu_cores"]["samples"] == 5 and ages["0-5m"]["cpu_cores"]["peak"] == pytest.approx(0.5)
+    assert ages["5-30m"]["cpu_cores"]["peak"] == pytest.approx(1.0) and ages["5-30m"]["mem_bytes"]["samples"] == 5
 
     again = build_profiles(pg_dsn, DAY, DAY + dt.timedelta(days=1))       # idempotent
     assert (again["built"], again["total"]) == (0, 2)

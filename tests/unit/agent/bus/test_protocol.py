@@ -138,3 +138,15 @@ def test_session_profile_takes_the_agents_profile_dict():
     assert prof.metrics["mem_bytes"].burstiness == 1.0
     ended = p.SessionEnded(host="h1", t=11.0, session_id="s1", started_at=0.0, ended_at=11.0, profile=prof)
     assert p.decode(p.encode(ended)).profile == prof
+    assert set(prof.by_age) == {"0-5m"} and prof.by_age["0-5m"]["cpu_cores"].samples == 10
+    assert prof.by_age["0-5m"]["cpu_cores"].peak == prof.metrics["cpu_cores"].peak
+
+
+def test_a_profile_from_an_older_agent_has_no_age_buckets():
+    class OlderProfile(msgspec.Struct):      # SessionProfile before by_age
+        duration_s: float
+        samples: int
+        metrics: dict
+
+    body = msgspec.msgpack.encode(OlderProfile(duration_s=1.0, samples=1, metrics={}))
+    assert msgspec.msgpack.decode(body, type=p.SessionProfile).by_age == {}

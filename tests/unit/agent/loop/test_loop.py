@@ -196,3 +196,25 @@ def test_a_swapped_model_with_another_step_gets_every_session_its_steps(tmp_path
     loop.forecaster.revert()
     loop.run_once(7.0)
     assert {rt.steps.step_seconds for rt in loop.runtimes.values()} == {300.0}
+
+
+def test_a_profile_covers_the_whole_life_not_the_last_minutes_and_keeps_the_end_reason(tmp_path):
+    """A session that ran 841 s and peaked at 0.87 cores early: its ring (history_seconds = 60) has long
+    forgotten the peak, its profile has not; the reason `stop` recorded travels with the profile."""
+    loop, actuator, store = _loop(tmp_path)
+    _add(store, actuator, "web", 0.0)
+    for t in range(1, 842):
+        loop.collector.cpu["web"] = 0.87 if 100 <= t < 200 else 0.01
+        loop.run_once(float(t))
+    store.remove("web", {"reason": "stopped"})
+    report = loop.run_once(842.0)
+    profile = report.profiles["web"]
+    cpu = profile["metrics"]["cpu_cores"]
+    assert cpu["peak"] == pytest.approx(0.87, rel=1e-6)
+    assert cpu["p90"] > 0.5                        # 99 of 840 samples at 0.87: the life's p90 is the burst
+    assert profile["reason"] == "stopped" and store.ended("web")["reason"] == "stopped"
+    ages = profile["by_age"]
+    assert set(ages) == {"0-5m", "5-30m"}          # 841 s: the first two age buckets
+    assert ages["0-5m"]["cpu_cores"]["p90"] == pytest.approx(0.87, rel=0.03)
+    assert ages["5-30m"]["cpu_cores"]["peak"] == pytest.approx(0.01, rel=0.03)
+    assert ages["0-5m"]["cpu_cores"]["samples"] + ages["5-30m"]["cpu_cores"]["samples"] == profile["samples"]

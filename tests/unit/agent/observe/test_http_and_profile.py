@@ -1,6 +1,7 @@
 import asyncio
 
 import numpy as np
+import pytest
 
 from agent.observe.http import AgentHttpServer, health, parse_listen
 from agent.policy.limits import Limits
@@ -58,5 +59,5 @@ def test_metric_summary_and_profile():
         st.push(Sample(t=float(i + 1), values={"cpu_cores": 0.5, "mem_bytes": 100.0 * (i + 1)}))
     p = build_profile(st, Limits(0.5, 1, 1, 2), {"app": "x"}, changes=3, ended_at=10.0)
     assert p["duration_s"] == 10.0 and p["limit_changes"] == 3 and p["labels"] == {"app": "x"}
-    assert p["metrics"]["mem_bytes"]["growth_per_s"] == 100.0
+    assert p["metrics"]["mem_bytes"]["growth_per_s"] == pytest.approx(100.0)
     assert "net_rx_bps" not in p["metrics"]  # never measured: absent, not zero
