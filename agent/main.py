@@ -199,6 +199,8 @@ async def run_agent(agent: Agent, *, ticks: int | None = None, clock: Callable[[
             if specs := docker_specs(agent.cfg.agent.adopt):  # containers that appear later
                 bus_tasks.append(tg.create_task(watch_containers(agent.manager, specs, stop, clock)))
             await _tick_until_stopped(agent, ticks, clock, stop)
+            if ticks is None:   # stopping: every session's checkpoint as of now, for the agent that follows
+                await asyncio.to_thread(agent.loop.checkpoints.save_all, agent.loop.runtimes, clock())
             if not await bus.drain(drain_seconds):
                 log.warning("telemetry not all sent within %.1fs: the rest stays in the spool", drain_seconds)
             for task in bus_tasks:

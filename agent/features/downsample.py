@@ -167,6 +167,18 @@ class StepAggregator:
         self.lag_layout = lag_layout(lag_spec) if self.lags is not None else None
         self.layout = interned_layout((self.step_seconds, self.window, self.metrics, self.lag_layout))
 
+    def __getstate__(self) -> dict:
+        """For a checkpoint (agent/loop/checkpoint.py): the arrays, without the views into them."""
+        return {k: getattr(self, k) for k in self.__slots__ if k not in ("times", "buffers", "layout")}
+
+    def __setstate__(self, state: dict) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+        ring = self.data[:, :self.window]
+        self.times = Column(ring[0], self.cursor)
+        self.buffers = {m: Column(ring[1 + i], self.cursor) for i, m in enumerate(self.metrics)}
+        self.layout = interned_layout((self.step_seconds, self.window, self.metrics, self.lag_layout))
+
     @classmethod
     def for_spec(cls, spec: FeatureSpec) -> "StepAggregator":
         return cls(spec.step_seconds, spec.window, spec.inputs, lag_spec=spec)

@@ -3,7 +3,8 @@
 central = quantile q_c of the session's CPU and memory over the last
 `window_seconds`, upper = quantile q_u; the memory upper is never below the
 latest memory value (memory that is in use now will be in use in a second).
-A young session uses what it has; `Prediction.samples` says how much that was.
+A young session uses what it has; `Prediction.samples` says how much that was (plus, for a session
+restored from a checkpoint, the samples it had before the restart, so it is not young again).
 NaN samples are ignored. The whole batch is one padded 2-d array: a sort per
 row and a gather give every session's quantiles at once (np.nanquantile would
 loop over rows in Python).
@@ -114,6 +115,8 @@ class WindowQuantileForecaster:
         last, kept, out, pack = self._last, {}, [], _BITS.pack
         for inp, c, cu, m, mu, k in zip(batch, *result, counts):
             sid = inp.state.session_id
+            if k and inp.state.carried_samples:   # restarted: what it showed before counts (never young again)
+                k += inp.state.carried_samples
             bits = pack(c, cu, m, mu, k)
             before = last.get(sid)
             if before is not None and before[0] == bits:

@@ -18,6 +18,7 @@ from agent.collect.collector import Collector
 from agent.config import Config
 from agent.forecast.holder import ModelHolder
 from agent.forecast.prediction import Prediction
+from agent.loop.checkpoint import RuntimeCheckpoints
 from agent.loop.commands import Change, CommandQueue, Overrides
 from agent.loop.runtime import SessionRuntime
 from agent.loop.steps import ActuateStep, DecideStep, DetectStep, ForecastStep, StateUpdate
@@ -65,7 +66,8 @@ class AgentLoop:
         self.commands = CommandQueue()
         self.override_table = Overrides()
         capacity = max(2, int(math.ceil(cfg.agent.history_seconds / cfg.agent.tick_seconds)))
-        self.sync = SessionSync(manager, self.metrics, capacity)
+        self.checkpoints = RuntimeCheckpoints(cfg.state_dir / "runtime", self.metrics)
+        self.sync = SessionSync(manager, self.metrics, capacity, self.checkpoints)
         self.updater = StateUpdate(self.metrics)
         self.forecasting = ForecastStep(self.metrics, forecaster.fallbacks_total)
         self.decider = DecideStep(self.metrics, self.host_cpu, self.host_mem)
@@ -99,6 +101,7 @@ class AgentLoop:
         with self._step(report, "record"):
             report.sessions = {sid: session_snapshot(rt, predictions.get(sid)) for sid, rt in self.runtimes.items()}
             self._record(report)
+            self.checkpoints.save_due(self.runtimes, now)
         self.metrics.tick_seconds.observe(time.perf_counter() - started)
         self.metrics.ticks.inc()
         self.metrics.last_tick.set(now)

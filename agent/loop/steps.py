@@ -137,8 +137,8 @@ class DecideStep:
         usage: dict[str, tuple[float, int]] = {}
         for sid, pred in predictions.items():
             rt = runtimes[sid]
-            if rt.state.samples_seen == 0:
-                continue  # nothing measured yet: keep the allocation it started with
+            if rt.state.samples_seen == rt.state.carried_samples:
+                continue  # nothing measured since it started (or the agent restarted): keep what is in force
             override = overrides.proposal(sid, now, rt, cfg.policy)
             if override is not None:
                 proposals[sid] = override

@@ -8,6 +8,7 @@ from typing import Any
 
 from agent.features.downsample import StepAggregator
 from agent.features.spec import FeatureSpec
+from agent.loop.checkpoint import RuntimeCheckpoints
 from agent.loop.runtime import SessionRuntime
 from agent.loop.tick_report import TickReport
 from agent.observe.metrics import AgentMetrics
@@ -27,10 +28,12 @@ def fresh_memo(now: float) -> PolicyMemo:
 class SessionSync:
     """Keeps the loop's runtimes in step with the session store; reaps dead sessions when asked."""
 
-    def __init__(self, manager: SessionManager, metrics: AgentMetrics, capacity: int) -> None:
+    def __init__(self, manager: SessionManager, metrics: AgentMetrics, capacity: int,
+                 checkpoints: RuntimeCheckpoints | None = None) -> None:
         self.manager = manager
         self.metrics = metrics
         self.capacity = capacity          # fine samples each session's ring holds
+        self.checkpoints = checkpoints    # a re-adopted session goes on from its checkpoint
         self.reap_wanted = True           # reap once at start-up
 
     def run(self, now: float, report: TickReport, runtimes: dict[str, SessionRuntime], spec: FeatureSpec,
@@ -56,17 +59,30 @@ class SessionSync:
 
     def _new_runtime(self, session: Session, now: float, spec: FeatureSpec) -> SessionRuntime:
         limits = session.limits or self.manager.actuator.read_limits(session.cgroup)
-        return SessionRuntime(
-            session=session,
-            state=SessionState(session.session_id, self.capacity, started_at=session.started_at),
-            steps=StepAggregator.for_spec(spec),
-            memo=fresh_memo(now),
-            limits=limits,
-        )
+        ckpt = self.checkpoints.load(session, now) if self.checkpoints is not None else None
+        if ckpt is None:
+            return SessionRuntime(
+                session=session,
+                state=SessionState(session.session_id, self.capacity, started_at=session.started_at),
+                steps=StepAggregator.for_spec(spec),
+                memo=fresh_memo(now),
+                limits=limits,
+            )
+        # restarted: the session keeps its history, age and policy memory (never young again)
+        state = ckpt.state
+        if state.capacity == self.capacity:
+            state.resume_after_restart()
+        else:   # [agent] history_seconds changed meanwhile: the ring starts over, the rest is kept
+            state = SessionState(session.session_id, self.capacity, started_at=session.started_at)
+        steps = ckpt.steps if ckpt.steps.matches(spec) else StepAggregator.for_spec(spec)
+        return SessionRuntime(session=session, state=state, steps=steps, memo=ckpt.memo, limits=limits,
+                              changes=ckpt.changes, life=ckpt.life)
 
     def _forget(self, runtimes: dict[str, SessionRuntime], sid: str, now: float, report: TickReport,
                 detector: Any) -> None:
         rt = runtimes.pop(sid, None)
+        if self.checkpoints is not None:
+            self.checkpoints.drop(sid)
         if rt is None:
             return
         report.ended.append(sid)

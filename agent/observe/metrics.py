@@ -37,5 +37,8 @@ class AgentMetrics:
             "pspe_forecast_fallbacks", "Sessions forecast by the heuristic because the model could not",
             registry=r)
         self.alerts = Counter("pspe_alerts", "Anomaly alerts raised", ["kind"], registry=r)
+        self.checkpoints = Counter(
+            "pspe_session_checkpoints", "Session runtime checkpoints by outcome (saved, restored, refused, failed)",
+            ["outcome"], registry=r)
         self.dropped_records = Counter(
             "pspe_dropped_records", "Telemetry records dropped (counted, never silent)", ["reason"], registry=r)

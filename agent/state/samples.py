@@ -176,8 +176,27 @@ class SessionState:
         self.last_reading_t: float | None = None
         self.samples_seen = 0
         self.oom_kills_total = 0
+        self.carried_samples = 0      # samples seen before the agent restarted (a restored checkpoint)
         self.last_sample: Sample | None = None
         self._still: tuple[Reading, dict[str, float]] | None = None   # a reading unchanged from its previous one, and its values
+
+    def __getstate__(self) -> dict:
+        """For a checkpoint (agent/loop/checkpoint.py): the arrays, without the views into them."""
+        state = self.__dict__.copy()
+        del state["times"], state["buffers"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.times = Column(self._data[0], self._cursor)
+        self.buffers = _Buffers(self._data, self._cursor)
+
+    def resume_after_restart(self) -> None:
+        """A restored checkpoint: the next reading starts afresh (a rate across the agent's downtime is not
+        one), and the samples seen so far still count for the session's age in samples."""
+        self.last_reading = self.last_reading_t = None
+        self._still = None
+        self.carried_samples = self.samples_seen
 
     def derive(self, reading: Reading, now: float) -> Sample | None:
         """Remember a reading and return the sample since the previous one (None on the first).

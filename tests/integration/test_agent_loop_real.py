@@ -198,3 +198,52 @@ def test_agent_sigkilled_and_restarted_readopts_sessions_with_limits_intact(tmp_
     finally:
         agent.kill()
         agent.wait()
+
+
+def test_agent_stopped_with_sigterm_resumes_each_session_where_it_was(tmp_path, v1_cgroup_parent):
+    """A graceful restart keeps a session's history, memory cap warm-up and age in samples: the new
+    agent's first report counts on from the old one's, it is not young again."""
+    cfg_file = tmp_path / "agent.toml"
+    cfg_file.write_text(
+        f'[agent]\nstate_dir = "{tmp_path / "state"}"\nsession_parent = "{v1_cgroup_parent}"\n'
+        f'tick_seconds = {TICK}\nhistory_seconds = 60\n'
+        f'[forecast]\nmodel_path = "heuristic"\nwindow_seconds = 5\n'
+        f'[http]\nlisten = "127.0.0.1:{_free_port()}"\n'
+        '[policy]\ninitial_cpu = 0.2\ninitial_memory = "64M"\nyoung_samples = 4\ncpu_max = 1.9\n'
+    )
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    cli = [sys.executable, "-m", "agent.cli", "--config", str(cfg_file)]
+    subprocess.run(cli + ["session", "start", "--name", "busy", "--", sys.executable, "-c", BURN],
+                   check=True, env=env, capture_output=True)
+
+    def status_of_busy():
+        out = subprocess.run(cli + ["status", "--json"], env=env, capture_output=True, text=True)
+        if out.returncode == 0 and '"busy"' in out.stdout:
+            return next(s for s in json.loads(out.stdout)["sessions"] if s["session_id"] == "busy")
+        return None
+
+    agent = subprocess.Popen(cli + ["run", "--log-level", "warning"], env=env)
+    try:
+        deadline, before = time.time() + 30, None
+        while time.time() < deadline:               # until the session has a history worth keeping
+            before = status_of_busy()
+            if before is not None and before["samples"] >= 12:
+                break
+            time.sleep(0.2)
+        assert before is not None and before["samples"] >= 12, before
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(timeout=30) == 0
+        ckpt = tmp_path / "state" / "runtime" / "busy.ckpt"
+        assert ckpt.is_file() and ckpt.stat().st_mode & 0o777 == 0o600
+        agent = subprocess.Popen(cli + ["run", "--log-level", "warning"], env=env)
+        first = None
+        for _ in range(100):
+            first = status_of_busy()
+            if first is not None:
+                break
+            time.sleep(0.1)
+        assert first is not None, "the restarted agent lists the session"
+        assert first["samples"] >= before["samples"], "the history was restored, not started over"
+    finally:
+        agent.kill()
+        agent.wait()

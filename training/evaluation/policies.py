@@ -3,7 +3,7 @@
 Every entry runs through the same `agent.policy.decide.decide` and `agent.policy.arbitrate`;
 they differ only in the forecaster and in margins/quantiles, which is how the
 baselines' own rules are expressed:
-- model: the learned ONNX forecaster via agent/forecast/base.py `load_forecaster`, agent defaults
+- model: the learned ONNX forecaster via agent/forecast/holder.py `load_forecaster`, agent defaults
   (cap on p90 + 15 % with the per-session conformal correction aiming at 1 % of steps at the
   cap, guaranteed share on p50 + 15 % with each session's median chosen online, memory cap above
   three times its decaying recent peak and not down in a session's first 48 h);
