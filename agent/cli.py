@@ -1,4 +1,4 @@
-"""pspe-agent: run | run --once | run --dry-run | status | sessions | session start/stop/adopt | config check | version."""
+"""pspe-agent: run | run --once | run --dry-run | status | sessions | session start/stop/adopt | profiles install/show | config check | version."""
 
 from __future__ import annotations
 
@@ -106,7 +106,8 @@ def _manager(cfg: Config):
     actuator, _, notes = choose_actuator(cfg, dry_run=False)
     for n in notes:
         print(f"note: {n}", file=sys.stderr)
-    return SessionManager(actuator, SessionStore(cfg.state_dir), cfg)
+    from agent.main import profile_classes_cache
+    return SessionManager(actuator, SessionStore(cfg.state_dir), cfg, profile_classes=profile_classes_cache(cfg).load)
 
 
 def cmd_session_start(args: argparse.Namespace) -> int:
@@ -126,6 +127,48 @@ def cmd_session_start(args: argparse.Namespace) -> int:
         raise ConfigError("--network applies to --docker sessions only")
     session = _manager(cfg).start(args.name, command, args.cpu, memory, labels, time.time())
     print(f"started session {session.session_id} (pid {session.pid}) in cgroup {session.cgroup}")
+    for why in session.seed:
+        print(f"  {why}")
+    return 0
+
+
+def cmd_profiles_install(args: argparse.Namespace) -> int:
+    """Install a signed profile-classes artefact (pspe-ingest profile-classes --out FILE) into the cache."""
+    from agent.main import profile_classes_cache
+    from agent.models.profile_classes import ProfileClassesRejected
+
+    cfg = _config(args)
+    try:
+        record = json.loads(open(args.file, "rb").read())
+        body, signature = record["body"].encode(), record["signature"]
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        print(f"pspe-agent: {args.file} is not a profile-classes artefact: {e}", file=sys.stderr)
+        return 1
+    try:
+        classes = profile_classes_cache(cfg).install(body, signature, time.time())
+    except ProfileClassesRejected as e:
+        print(f"pspe-agent: profile classes refused, the cached ones stay: {e}", file=sys.stderr)
+        return 1
+    print(f"installed profile classes version {classes.version}: {len(classes.classes)} classes")
+    return 0
+
+
+def cmd_profiles_show(args: argparse.Namespace) -> int:
+    from agent.main import profile_classes_cache
+
+    cfg = _config(args)
+    classes = profile_classes_cache(cfg).load(time.time())
+    if classes is None:
+        print("no usable profile classes: new sessions start at [policy] initial_cpu / initial_memory")
+        return 1
+    print(f"profile classes version {classes.version}, {len(classes.classes)} classes "
+          f"(seeding needs {cfg.policy.seed_min_sessions} sessions)")
+    for c in classes.classes:
+        first = c.ages.get("0-5m", {})
+        cpu, mem = first.get("cpu_cores"), first.get("mem_bytes")
+        print(f"  {c.name:<40} {c.sessions:>5} sessions"
+              + (f"  0-5m cpu p50 {cpu.p50:.2f} p90 {cpu.p90:.2f}" if cpu else "")
+              + (f"  mem p50 {format_size(mem.p50)} peak {format_size(mem.peak)}" if mem else ""))
     return 0
 
 
@@ -203,6 +246,15 @@ def build_parser() -> argparse.ArgumentParser:
                                           "(docker:label=KEY[=VALUE], docker:name=PREFIX)", parents=after)
     adopt.add_argument("cgroup")
     adopt.set_defaults(fn=cmd_session_adopt)
+
+    prof = sub.add_parser("profiles", help="the centre's profile classes that seed new sessions"
+                          ).add_subparsers(dest="sub", required=True)
+    install = prof.add_parser("install", help="verify and cache a signed artefact (pspe-ingest profile-classes)",
+                              parents=after)
+    install.add_argument("file")
+    install.set_defaults(fn=cmd_profiles_install)
+    prof.add_parser("show", help="the cached classes this host seeds from", parents=after
+                    ).set_defaults(fn=cmd_profiles_show)
 
     cfg = sub.add_parser("config", help="configuration").add_subparsers(dest="sub", required=True)
     check = cfg.add_parser("check", help="validate the config and print the effective values", parents=after)

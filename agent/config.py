@@ -61,6 +61,7 @@ class PolicySection:
     mem_min: int = 32 * 1024**2
     mem_max: int = 64 * 1024**3
     initial_cpu: float = 0.25             # minimal allocation of a new session (seed step 1)
+    seed_min_sessions: int = 5            # a profile class must stand on this many ended sessions to seed one
     initial_memory: int = 128 * 1024**2
     burst_fraction: float = 1.0           # CFS burst as a fraction of the quota (kernel caps it at 1)
     host_cpu_reserve: float = 0.1         # cores kept back for the host itself

@@ -4,6 +4,7 @@
     pspe-ingest migrate      apply the SQL migrations in profiles/migrations/
     pspe-ingest maintain     create partitions ahead, drop those past the retention
     pspe-ingest profile-for app=web [user=ann ...]   the allocation a new session would get
+    pspe-ingest profile-classes --out FILE           the signed classes the agents seed new sessions from
 
 URLs come from --amqp-url / --database-url or PSPE_AMQP_URL / PSPE_DATABASE_URL.
 """
@@ -18,11 +19,14 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 import psycopg
 
+from agent.bus.signing import fleet_key
 from agent.bus.topology import Topology
 from profiles import partitions
+from profiles.classes import build_classes, signed_record
 from profiles.ingest import build_ingest
 from profiles.migrate import MigrationError, migrate
 from profiles.queries import profile_for
@@ -49,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     pf = sub.add_parser("profile-for", help="the profile-informed allocation for labels key=value ...")
     pf.add_argument("labels", nargs="+")
     pf.add_argument("--min-profiles", type=int, default=3)
+    pc = sub.add_parser("profile-classes", help="the signed profile-classes artefact for the agents "
+                                               "(pspe-agent profiles install FILE); fleet key from PSPE_FLEET_KEY")
+    pc.add_argument("--out", required=True, help="file to write ({signature, body})")
+    pc.add_argument("--min-sessions", type=int, default=5, help="classes with fewer ended sessions are left out")
+    pc.add_argument("--days", type=float, default=30.0, help="profiles of sessions that ended this recently")
     return p
 
 
@@ -124,6 +133,16 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps({"applied": migrate(conn)}))
         elif args.cmd == "maintain":
             print(json.dumps(maintain(dsn, time.time(), args.retention_days, args.days_ahead)))
+        elif args.cmd == "profile-classes":
+            key = os.environ.get("PSPE_FLEET_KEY", "")
+            if not key:
+                raise SystemExit("pspe-ingest: profile-classes signs with the fleet key: set PSPE_FLEET_KEY")
+            now = time.time()
+            with psycopg.connect(dsn) as conn:
+                body = build_classes(conn, now, min_sessions=args.min_sessions, days=args.days)
+            write_atomically(Path(args.out), signed_record(body, fleet_key(key), now))
+            print(json.dumps({"out": args.out, "classes": len(json.loads(body)["classes"]),
+                              "version": json.loads(body)["version"]}))
         elif args.cmd == "profile-for":
             labels = dict(kv.split("=", 1) for kv in args.labels if "=" in kv)
             if len(labels) != len(args.labels):
@@ -136,6 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     except (MigrationError, psycopg.OperationalError) as e:
         print(f"pspe-ingest: {e}", file=sys.stderr)
         return 1
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

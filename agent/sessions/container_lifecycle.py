@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 class SessionHost(Protocol):
     """What container sessions use of the `SessionManager` (agent/sessions/lifecycle.py) that makes them:
-    its store, actuator and lock, and the bounds and first limits of a new session."""
+    its store, actuator and lock, and the bounds and first limits (seeded or not) of a new session."""
 
     store: SessionStore
     actuator: Actuator
@@ -35,7 +35,8 @@ class SessionHost(Protocol):
 
     def bounds(self) -> Bounds: ...
 
-    def initial_limits(self, cpu: float | None, memory: int | None) -> Limits: ...
+    def first_limits(self, cpu: float | None, memory: int | None, labels: dict[str, str] | None,
+                     now: float) -> tuple[Limits, tuple[str, ...]]: ...
 
 
 class ContainerSessions:
@@ -49,7 +50,7 @@ class ContainerSessions:
         """`docker run` with the minimal allocation, then the full limits (CFS burst too) through the actuator."""
         validate_name(name)
         m = self.m
-        limits = m.initial_limits(cpu, memory)
+        limits, why = m.first_limits(cpu, memory, labels, now)
         with m._locked():
             if m.store.get(name) is not None:
                 raise SessionError(f"session {name!r} already exists")
@@ -61,7 +62,8 @@ class ContainerSessions:
                                        f"{'; '.join(result.errors) or 'refused'}")
                 session = Session(session_id=name, cgroup=info.cgroup, owned=True, started_at=now,
                                   bounds=m.bounds(), limits=result.applied, labels=dict(labels or {}),
-                                  pid=info.pid, command=list(command), container=info.id, image=image)
+                                  pid=info.pid, command=list(command), container=info.id, image=image,
+                                  seed=list(why))
                 m.store.save(session)
             except BaseException as e:
                 self.docker.remove(info.id)

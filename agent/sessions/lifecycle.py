@@ -24,7 +24,9 @@ from agent.actuate.spawn import spawn_in_cgroup
 from agent.actuate.terminate import terminate_cgroup
 from agent.collect.errors import CgroupVanished
 from agent.config import Config
+from agent.units import format_size
 from agent.policy.limits import Bounds, Limits
+from agent.policy.seed import ProfileClasses, choose_class, seed_limits
 from agent.sessions.adoption import SessionAdoption
 from agent.sessions.store import Session, SessionError, SessionStore, validate_name
 
@@ -35,8 +37,10 @@ class LockBusy(SessionError):
 
 class SessionManager(SessionAdoption):
     def __init__(self, actuator: Actuator, store: SessionStore, cfg: Config,
-                 lock_timeout_s: float = 30.0, docker=None) -> None:
+                 lock_timeout_s: float = 30.0, docker=None,
+                 profile_classes: Callable[[float], ProfileClasses | None] | None = None) -> None:
         self.actuator = actuator
+        self.profile_classes = profile_classes    # now -> the cached classes (agent/models/profile_classes.py)
         self.store = store
         self.cfg = cfg
         self.parent = clean_cgroup(cfg.agent.session_parent)
@@ -90,6 +94,18 @@ class SessionManager(SessionAdoption):
         p = self.cfg.policy
         return Bounds(cpu_min=p.cpu_min, cpu_max=p.cpu_max, mem_min=p.mem_min, mem_max=p.mem_max)
 
+    def first_limits(self, cpu: float | None, memory: int | None, labels: dict[str, str] | None,
+                     now: float) -> tuple[Limits, tuple[str, ...]]:
+        """A new session's limits and why: an explicit --cpu/--memory wins; else its profile class's early
+        usage (agent/policy/seed.py) when one matches; else the configured minimum."""
+        if cpu is None and memory is None and self.profile_classes is not None:
+            chosen = choose_class(self.profile_classes(now), labels or {}, self.cfg.policy.seed_min_sessions)
+            seeded = seed_limits(chosen, self.bounds(), self.cfg.policy) if chosen is not None else None
+            if seeded is not None:
+                return seeded
+        limits = self.initial_limits(cpu, memory)
+        return limits, (f"initial allocation {limits.cpu_limit:g} cores, {format_size(limits.mem_limit)}",)
+
     def initial_limits(self, cpu: float | None, memory: int | None) -> Limits:
         p = self.cfg.policy
         cpu = p.initial_cpu if cpu is None else float(cpu)
@@ -107,7 +123,7 @@ class SessionManager(SessionAdoption):
         validate_name(name)
         if not command:
             raise SessionError("a session needs a command to run")
-        limits = self.initial_limits(cpu, memory)
+        limits, why = self.first_limits(cpu, memory, labels, now)
         cgroup = f"{self.parent}/{name}" if self.parent else name
         with self._locked():
             if self.store.get(name) is not None:
@@ -123,7 +139,7 @@ class SessionManager(SessionAdoption):
                 proc = spawn_in_cgroup(self.actuator, cgroup, list(command), self.log_dir / f"{name}.log")
                 session = Session(session_id=name, cgroup=cgroup, owned=True, started_at=now,
                                   bounds=self.bounds(), limits=result.applied, labels=dict(labels or {}),
-                                  pid=proc.pid, command=list(command))
+                                  pid=proc.pid, command=list(command), seed=list(why))
                 self.store.save(session)
             except BaseException as e:
                 self._roll_back(cgroup, proc)

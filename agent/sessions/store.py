@@ -44,6 +44,7 @@ class Session:
     command: list[str] = field(default_factory=list)
     container: str | None = None    # Docker container id of a container session (its cgroup is Docker's)
     image: str | None = None        # the container's image
+    seed: list[str] = field(default_factory=list)   # why it started with its first limits (profile or minimum)
 
     def to_dict(self) -> dict:
         return {
@@ -58,6 +59,7 @@ class Session:
             "command": list(self.command),
             "container": self.container,
             "image": self.image,
+            "seed": list(self.seed),
         }
 
     @classmethod
@@ -74,6 +76,7 @@ class Session:
             command=list(d.get("command") or []),
             container=d.get("container"),
             image=d.get("image"),
+            seed=list(d.get("seed") or []),
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import time
 
+import numpy as np
 import psycopg
 import pytest
 
@@ -34,9 +35,11 @@ def ended(host, sid, seq, t, labels, cpu_p90, cpu_peak, mem_p90, mem_peak):
     prof = protocol.SessionProfile(duration_s=600, samples=600, labels=labels,
                                    metrics={"cpu_cores": metric(cpu_p90, cpu_peak), "mem_bytes": metric(mem_p90, mem_peak)},
                                    final_limits=protocol.LimitsMsg.of(Limits(0.5, 1, GIB, 2 * GIB)),
-                                   by_age={"0-5m": {"cpu_cores": protocol.AgeProfile(p50=cpu_p90 / 2, p90=cpu_p90,
-                                                                                     peak=cpu_peak, mean=cpu_p90 / 2,
-                                                                                     samples=300)}})
+                                   by_age={"0-5m": {
+                                       "cpu_cores": protocol.AgeProfile(p50=cpu_p90 / 2, p90=cpu_p90, peak=cpu_peak,
+                                                                        mean=cpu_p90 / 2, samples=300),
+                                       "mem_bytes": protocol.AgeProfile(p50=mem_p90 / 2, p90=mem_p90, peak=mem_peak,
+                                                                        mean=mem_p90 / 2, samples=300)}})
     return protocol.SessionEnded(host=host, seq=seq, t=t, session_id=sid, started_at=t - 600, ended_at=t,
                                  reason="stopped", profile=prof)
 
@@ -122,3 +125,53 @@ def test_container_sessions_are_stored_with_their_container_and_image(db, pg_dsn
     got = dict((r[0], r[1:]) for r in db.execute("SELECT session_id, container, image, end_reason FROM sessions"))
     assert got == {"box1": (cid, "pspe-busybox:1", "stopped"), "p1": ("", "", None),
                    "box2": (cid, "pspe-busybox:1", "container exited")}
+
+
+def test_profile_classes_from_postgres_seed_a_new_session_on_a_host(db, pg_dsn, tmp_path, monkeypatch):
+    """Centre to host: ended sessions' age profiles -> signed classes -> `pspe-agent profiles install` ->
+    a new app=web session starts at its class's early p90, not the minimum."""
+    import json as _json
+
+    from agent.actuate.dryrun import DryRunActuator
+    from agent.cli import main as agent_cli
+    from agent.config import build_config
+    from agent.main import profile_classes_cache
+    from agent.sessions.lifecycle import SessionManager
+    from agent.sessions.store import SessionStore
+    from profiles.cli import main as ingest_cli
+
+    now = time.time()
+    msgs = [ended("h1", f"w{i}", 10 + i, now - i, {"app": "web", "user": f"u{i}"}, cpu_p90=0.4 + 0.05 * i,
+                  cpu_peak=1.0, mem_p90=GIB, mem_peak=2 * GIB) for i in range(6)]
+    msgs += [ended("h1", f"d{i}", 30 + i, now - i, {"app": "db"}, 2.0, 3.0, 4 * GIB, 8 * GIB) for i in range(2)]
+    with psycopg.connect(pg_dsn) as conn:
+        BatchWriter(conn).write(msgs, now)
+    key = "fleet-key-for-the-profile-test-0123"
+    out = tmp_path / "classes.json"
+    monkeypatch.setenv("PSPE_FLEET_KEY", key)
+    assert ingest_cli(["--database-url", pg_dsn, "profile-classes", "--out", str(out), "--min-sessions", "5"]) == 0
+    body = _json.loads(_json.loads(out.read_text())["body"])
+    assert [c["labels"] for c in body["classes"]] == [{"app": "web"}]     # db: 2 sessions; each user: 1
+    web = body["classes"][0]["ages"]["0-5m"]["cpu_cores"]
+    assert web["sessions"] == 6 and web["p90"] == pytest.approx(float(np.quantile([0.4 + 0.05 * i for i in range(6)], 0.9)))
+
+    cfg_file = tmp_path / "agent.toml"
+    cfg_file.write_text(f'[agent]\nstate_dir = "{tmp_path / "state"}"\n[bus]\nfleet_key = "{key}"\n')
+    assert agent_cli(["profiles", "install", str(out), "--config", str(cfg_file)]) == 0
+    cfg = build_config({"agent": {"state_dir": str(tmp_path / "state")}, "bus": {"fleet_key": key}})
+    manager = SessionManager(DryRunActuator(), SessionStore(cfg.state_dir), cfg,
+                             profile_classes=profile_classes_cache(cfg).load)
+    session = manager.start("new-web", ["sleep", "5"], labels={"app": "web", "user": "newcomer"}, now=now)
+    try:
+        assert session.limits.cpu_limit == pytest.approx(web["p90"] * (1 + cfg.policy.cpu_margin))
+        assert "profile app=web p90 at age 0-5 min (6 sessions)" in session.seed[0]
+        # a tampered artefact is refused and the cached one stays
+        record = _json.loads(out.read_text())
+        record["body"] = record["body"].replace('"sessions": 6', '"sessions": 60')
+        out.write_text(_json.dumps(record))
+        assert agent_cli(["profiles", "install", str(out), "--config", str(cfg_file)]) == 1
+        assert profile_classes_cache(cfg).load(now).classes[0].sessions == 6
+    finally:
+        for proc in manager._children.values():
+            proc.kill()
+            proc.wait()

@@ -28,7 +28,7 @@ AGENT_ALLOWED = {
     "actuate": {"collect", "policy"},
     "sessions": {"actuate", "collect", "policy", "state"},
     "bus": {"sessions", "policy", "forecast", "state"},
-    "models": set(),
+    "models": {"bus", "policy"},     # profile classes: verified with the fleet key, parsed by policy/seed.py
     "observe": set(),
     "loop": PURE | HOST_IO,
     "root": PURE | HOST_IO | {"loop"},

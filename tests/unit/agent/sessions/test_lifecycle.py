@@ -232,3 +232,22 @@ def test_a_started_session_gets_the_environment_without_the_agents_secrets(mgr, 
     for secret in ("fleet-secret", "registry-secret", "db-secret"):
         assert secret not in seen, f"{secret} reached the session"
     assert s.pid is not None
+
+
+def test_a_new_session_starts_from_its_class_profile_and_an_explicit_size_wins(cfg, act):
+    from tests.unit.agent.policy.test_seed import WEB, classes_of
+
+    m = SessionManager(act, SessionStore(cfg.state_dir), cfg, profile_classes=lambda now: classes_of(WEB))
+    try:
+        seeded = m.start("w1", ["sleep", "30"], labels={"app": "web", "user": "zoe"}, now=T0)
+        assert seeded.limits.cpu_limit == pytest.approx(0.61 * (1 + cfg.policy.cpu_margin))
+        assert seeded.seed[0].startswith("cpu_limit set: profile app=web p90 at age 0-5 min")
+        assert m.store.get("w1").seed == seeded.seed                   # kept with the session record
+        explicit = m.start("w2", ["sleep", "30"], cpu=0.5, labels={"app": "web"}, now=T0)
+        assert explicit.limits.cpu_limit == 0.5 and explicit.seed[0].startswith("initial allocation 0.5")
+        other = m.start("d1", ["sleep", "30"], labels={"app": "db"}, now=T0)
+        assert other.limits.cpu_limit == cfg.policy.initial_cpu           # no class: the minimum, as before
+    finally:
+        for proc in m._children.values():
+            proc.kill()
+            proc.wait()
