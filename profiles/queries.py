@@ -21,8 +21,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from agent.policy.limits import Bounds, Limits
+from agent.policy.seed import DROP_ORDER, label_candidates
 
-DROP_ORDER = ("user", "image")
 
 _STATS_SQL = """
 SELECT count(*),
@@ -49,17 +49,6 @@ class ProfileAllocation:
     limits: Limits
     profiles: int                       # how many finished sessions it was built from
     matched_labels: dict[str, str] = field(default_factory=dict)
-
-
-def label_candidates(labels: Mapping[str, str], drop_order: Sequence[str] = DROP_ORDER) -> list[dict[str, str]]:
-    """The label sets to try, most specific first (pure)."""
-    current = dict(labels)
-    out = [dict(current)]
-    for key in drop_order:
-        if key in current and len(current) > 1:
-            del current[key]
-            out.append(dict(current))
-    return out
 
 
 def allocation_from_stats(stats: ProfileStats, bounds: Bounds, headroom: float = 0.10) -> Limits | None:

@@ -128,6 +128,39 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- sessions ---------------------------------------------------------------
+
+def add_sessions_parser(sub) -> None:
+    p = sub.add_parser("sessions", help="interactive-length sessions from their first step: the agent today, "
+                                        "static, the class profile, VPA and the seeded agent side by side")
+    p.add_argument("--traces", required=True, help="directory of Bitbrains-format files the sessions are cut from")
+    p.add_argument("--history", required=True, help="an earlier month of the same VMs: the profiles' source")
+    p.add_argument("--model", default="", help="ONNX model (default: the bundled one)")
+    p.add_argument("--per-vm", type=int, default=4, help="sessions cut from each trace file")
+    p.add_argument("--history-per-vm", type=int, default=8, help="sessions cut from each history file")
+    p.add_argument("--min-sessions", type=int, default=5, help="a class needs this many history sessions")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int, default=None, help="first N files of each directory only")
+    p.add_argument("--host-size", type=int, default=16, help="sessions per replayed host")
+    p.add_argument("--json", action="store_true", help="print the figures as one JSON object, last line")
+    p.set_defaults(func=cmd_sessions)
+
+
+def cmd_sessions(args: argparse.Namespace) -> int:
+    from training.data.series import load_bitbrains_dir
+    from training.evaluation.sessions import cut_sessions, format_sessions, history_classes, run_sessions, session_runs
+
+    history = list(load_bitbrains_dir(args.history, limit=args.limit))
+    classes = history_classes(history, args.history_per_vm, args.seed + 1, args.min_sessions)
+    sessions = cut_sessions(load_bitbrains_dir(args.traces, limit=args.limit), args.per_vm, args.seed)
+    result = run_sessions(sessions, session_runs(classes, args.model, args.min_sessions), args.host_size)
+    result["classes"] = len(classes.classes)
+    print(format_sessions(result))
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
 # ---- nab --------------------------------------------------------------------
 
 def add_nab_parser(sub) -> None:
@@ -162,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     add_fit_parser(sub)
     add_evaluate_parser(sub)
+    add_sessions_parser(sub)
     add_nab_parser(sub)
     return parser
 

@@ -61,11 +61,15 @@ class SessionSync:
         limits = session.limits or self.manager.actuator.read_limits(session.cgroup)
         ckpt = self.checkpoints.load(session, now) if self.checkpoints is not None else None
         if ckpt is None:
+            memo = fresh_memo(now)
+            first = session.first_limits     # started by this agent: its young cap keeps that allocation
+            if first is not None:
+                memo.young_floor = (first.cpu_limit, first.mem_limit)
             return SessionRuntime(
                 session=session,
                 state=SessionState(session.session_id, self.capacity, started_at=session.started_at),
                 steps=StepAggregator.for_spec(spec),
-                memo=fresh_memo(now),
+                memo=memo,
                 limits=limits,
             )
         # restarted: the session keeps its history, age and policy memory (never young again)

@@ -247,10 +247,12 @@ def _decide(now: float, prediction: Prediction | None, current: Limits | None, b
             clock: WaitClock, factors: tuple[float, ...] = _NO_FACTORS, peak: float = 0.0) -> tuple[Proposal, tuple]:
     """The chain itself (decide's docstring), and its reasons with the counting-down ones unformatted."""
     b = effective_bounds(bounds, cfg)
+    # a young cap stays at or above the session's first allocation: a seeded one's, else the minimum
+    floor = memo.young_floor or (cfg.initial_cpu, cfg.initial_memory)
     resources = (
-        _Resource("cpu", cfg.cpu_margin, 0.0, cfg.initial_cpu, b.cpu_min, b.cpu_max, cpu_used, extra, young, cfg,
+        _Resource("cpu", cfg.cpu_margin, 0.0, floor[0], b.cpu_min, b.cpu_max, cpu_used, extra, young, cfg,
                   factors[0:2]),
-        _Resource("mem", cfg.mem_margin, cfg.mem_headroom_bytes, cfg.initial_memory, b.mem_min, b.mem_max,
+        _Resource("mem", cfg.mem_margin, cfg.mem_headroom_bytes, floor[1], b.mem_min, b.mem_max,
                   mem_used, extra, young, cfg, factors[2:4], peak),
     )
     out: dict[str, float] = {}

@@ -35,6 +35,9 @@ class PolicyMemo:
     mem_peak: float = 0.0              # bytes, at mem_peak_at; decays with [policy] mem_peak_half_life_seconds
     mem_peak_at: float | None = None
     started_at: float | None = None    # when the session was first seen (the memory cap's warm-up runs from it)
+    # (cores, bytes) a young cap stays at or above: a session started with other first limits than the
+    # minimum (seeded from its profile class, or sized by the operator); None: [policy] initial_cpu/memory
+    young_floor: tuple[float, int] | None = None
     answer: "Answer | None" = field(default=None, compare=False, repr=False)  # decide's last answer
 
     @classmethod

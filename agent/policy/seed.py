@@ -18,13 +18,17 @@ margin, inside the bounds; a cap never below its share.
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
 
 from agent.config import PolicySection
 from agent.policy.limits import Bounds, Limits
 from agent.units import format_size
 
+DROP_ORDER = ("user", "image")   # labels dropped, in turn, to widen a class (the most specific first)
 FORMAT = "pspe-profile-classes"
 VERSION = 1
 FIRST_AGE = "0-5m"
@@ -128,3 +132,50 @@ def seed_limits(c: ProfileClass, bounds: Bounds, policy: PolicySection) -> tuple
 
 def _clamp(x: float, lo: float, hi: float) -> float:
     return min(max(x, lo), hi)
+
+
+def label_candidates(labels: Mapping[str, str], drop_order: Sequence[str] = DROP_ORDER) -> list[dict[str, str]]:
+    """The label sets a session belongs to, most specific first: its own, then without `user`, then
+    without `image` (never an empty set)."""
+    current = dict(labels)
+    out = [dict(current)]
+    for key in drop_order:
+        if key in current and len(current) > 1:
+            del current[key]
+            out.append(dict(current))
+    return out
+
+
+def classes_from_profiles(rows: Iterable[tuple[Mapping[str, str], Mapping]], min_sessions: int) -> list[dict]:
+    """[(labels, by_age profile)] of ended sessions -> the classes' dicts, most sessions first. Per class,
+    age bucket and resource: p50 = median of the sessions' p50s, p90 = 90th percentile of their p90s,
+    peak = 90th percentile of their peaks. Shared by the centre (profiles/classes.py) and the session
+    benchmark (training/evaluation/sessions.py), so both build classes alike."""
+    members: dict[tuple, list[Mapping]] = defaultdict(list)
+    for labels, by_age in rows:
+        for candidate in {tuple(sorted(c.items())) for c in label_candidates(labels or {})}:
+            members[candidate].append(by_age or {})
+    classes = []
+    for key, profiles in members.items():
+        if len(profiles) < min_sessions:
+            continue
+        ages: dict[str, dict] = {}
+        for bucket in sorted({b for p in profiles for b in p}):
+            for resource in RESOURCES:
+                figures = [p[bucket][resource] for p in profiles if resource in p.get(bucket, {})]
+                arr = {f: np.array([_num(x.get(f)) for x in figures], dtype=np.float64) for f in ("p50", "p90", "peak")}
+                ok = np.isfinite(arr["p50"]) & np.isfinite(arr["p90"]) & np.isfinite(arr["peak"])
+                if not ok.any():
+                    continue
+                ages.setdefault(bucket, {})[resource] = {
+                    "p50": float(np.median(arr["p50"][ok])), "p90": float(np.quantile(arr["p90"][ok], 0.9)),
+                    "peak": float(np.quantile(arr["peak"][ok], 0.9)), "sessions": int(ok.sum())}
+        classes.append({"labels": dict(key), "sessions": len(profiles), "ages": ages})
+    return sorted(classes, key=lambda c: (-c["sessions"], sorted(c["labels"].items())))
+
+
+def _num(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan

@@ -63,7 +63,7 @@ class ContainerSessions:
                 session = Session(session_id=name, cgroup=info.cgroup, owned=True, started_at=now,
                                   bounds=m.bounds(), limits=result.applied, labels=dict(labels or {}),
                                   pid=info.pid, command=list(command), container=info.id, image=image,
-                                  seed=list(why))
+                                  seed=list(why), first_limits=result.applied)
                 m.store.save(session)
             except BaseException as e:
                 self.docker.remove(info.id)

@@ -139,7 +139,8 @@ class SessionManager(SessionAdoption):
                 proc = spawn_in_cgroup(self.actuator, cgroup, list(command), self.log_dir / f"{name}.log")
                 session = Session(session_id=name, cgroup=cgroup, owned=True, started_at=now,
                                   bounds=self.bounds(), limits=result.applied, labels=dict(labels or {}),
-                                  pid=proc.pid, command=list(command), seed=list(why))
+                                  pid=proc.pid, command=list(command), seed=list(why),
+                                  first_limits=result.applied)
                 self.store.save(session)
             except BaseException as e:
                 self._roll_back(cgroup, proc)

@@ -45,6 +45,7 @@ class Session:
     container: str | None = None    # Docker container id of a container session (its cgroup is Docker's)
     image: str | None = None        # the container's image
     seed: list[str] = field(default_factory=list)   # why it started with its first limits (profile or minimum)
+    first_limits: Limits | None = None   # the limits it started with (a young cap stays at or above them)
 
     def to_dict(self) -> dict:
         return {
@@ -60,6 +61,7 @@ class Session:
             "container": self.container,
             "image": self.image,
             "seed": list(self.seed),
+            "first_limits": self.first_limits.to_dict() if self.first_limits else None,
         }
 
     @classmethod
@@ -77,6 +79,7 @@ class Session:
             container=d.get("container"),
             image=d.get("image"),
             seed=list(d.get("seed") or []),
+            first_limits=Limits.from_dict(d["first_limits"]) if d.get("first_limits") else None,
         )
 
 

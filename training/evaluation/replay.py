@@ -48,6 +48,9 @@ class PolicyRun:
     make_forecaster: ForecasterFactory
     policy: PolicySection
     spec: FeatureSpec = field(default_factory=FeatureSpec)   # step size and step buffers
+    # the session benchmark's additions (training/evaluation/sessions.py); evaluate leaves them as they are
+    initial: Callable[[Series], Limits | None] | None = None   # first limits (None: the provisioned size)
+    fixed: bool = False                                          # never resized after the first limits
 
 
 @dataclass
@@ -71,13 +74,24 @@ def provisioned(s: Series, cfg: PolicySection) -> tuple[float, float]:
     return max(cpu, cfg.cpu_min), max(mem, float(cfg.mem_min))
 
 
-def _start(s: Series, cfg: PolicySection, spec: FeatureSpec, history: int) -> _Live:
+def _start(s: Series, cfg: PolicySection, spec: FeatureSpec, history: int,
+           initial: Callable[[Series], Limits | None] | None = None) -> _Live:
     cpu, mem = provisioned(s, cfg)
     limits = Limits(cpu_request=cpu, cpu_limit=cpu, mem_request=int(mem), mem_limit=int(mem))
     bounds = Bounds(cpu_min=cfg.cpu_min, cpu_max=cpu, mem_min=cfg.mem_min, mem_max=int(mem))
+    first = initial(s) if initial is not None else None
+    if first is not None:   # inside the session's bounds, as the agent's start keeps them
+        limits = Limits(cpu_request=min(max(first.cpu_request, bounds.cpu_min), bounds.cpu_max),
+                        cpu_limit=min(max(first.cpu_limit, bounds.cpu_min), bounds.cpu_max),
+                        mem_request=int(min(max(first.mem_request, bounds.mem_min), bounds.mem_max)),
+                        mem_limit=int(min(max(first.mem_limit, bounds.mem_min), bounds.mem_max)),
+                        cpu_burst=first.cpu_burst)
+    memo = PolicyMemo.started(float(s.times[0]))
+    if first is not None:   # as the agent does for a session it started: a young cap keeps its first limits
+        memo.young_floor = (limits.cpu_limit, limits.mem_limit)
     return _Live(series=s, index={float(t): i for i, t in enumerate(s.times)},
                  state=SessionState(s.name, history, started_at=float(s.times[0])),
-                 steps=StepAggregator.for_spec(spec), memo=PolicyMemo.started(float(s.times[0])), limits=limits,
+                 steps=StepAggregator.for_spec(spec), memo=memo, limits=limits,
                  bounds=bounds,
                  track=SessionTrack(len(s)))
 
@@ -120,7 +134,7 @@ def replay_host(group: Sequence[Series], run: PolicyRun, history: int = 12) -> l
     for t in np.arange(first, last + step / 2, step):
         while pending and pending[0][0] <= t:
             s = group[pending.pop(0)[1]]
-            live[s.name] = _start(s, cfg, spec, history)
+            live[s.name] = _start(s, cfg, spec, history, run.initial)
         usage: dict[str, tuple[float, float]] = {}
         for sid, lv in list(live.items()):
             i = lv.index.get(float(t))
@@ -131,7 +145,8 @@ def replay_host(group: Sequence[Series], run: PolicyRun, history: int = 12) -> l
         now = float(t) + step
         for lv in live.values():
             lv.steps.advance(now)
-        _tick(now, live, usage, forecaster, cfg, host_cpu, host_mem)
+        if not run.fixed:
+            _tick(now, live, usage, forecaster, cfg, host_cpu, host_mem)
     done.extend(live.values())
     return [session_figures(lv.series.name, lv.track, step) for lv in done]
 

@@ -71,7 +71,33 @@ def session_figures(name: str, track: SessionTrack, step_seconds: float) -> dict
         # sums for pooled totals
         "_cpu": _sums(d[:, 0], lim[:, 0]), "_cpu_req": _sums(d[:, 0], lim[:, 1]),
         "_mem": _sums(d[:, 1], lim[:, 2]), "_hours": hours, "_changes": track.changes,
+        # CPU cap sums per session age (steps from the session's first), for figures by age
+        "_cpu_by_age": {name: (*_sums(d[lo:hi, 0], lim[lo:hi, 0]), _known(d[lo:hi, 0], lim[lo:hi, 0]))
+                        for name, lo, hi in _age_slices(len(d), step_seconds)},
     }
+
+
+AGE_BUCKETS = (("0-1h", 0.0, 3600.0), ("1-4h", 3600.0, 14400.0), ("4h+", 14400.0, math.inf))
+
+
+def _age_slices(n: int, step_seconds: float) -> list[tuple[str, int, int]]:
+    return [(name, min(n, int(math.ceil(lo / step_seconds))),
+             n if math.isinf(hi) else min(n, int(math.ceil(hi / step_seconds)))) for name, lo, hi in AGE_BUCKETS]
+
+
+def pooled_by_age(per_session: Sequence[dict]) -> dict[str, dict[str, float]]:
+    """CPU cap slack and share of steps under, pooled over every session's steps of each age bucket."""
+    out = {}
+    for name, _, _ in AGE_BUCKETS:
+        sums = [s["_cpu_by_age"][name] for s in per_session if "_cpu_by_age" in s]
+        lim, slack, _, _, under, steps = (sum(x) for x in zip(*sums)) if sums else (0, 0, 0, 0, 0, 0)
+        out[name] = {"cpu_slack": slack / lim if lim else math.nan, "cpu_under": under / steps if steps else math.nan,
+                     "steps": int(steps)}
+    return out
+
+
+def _known(demand: np.ndarray, level: np.ndarray) -> int:
+    return int((np.isfinite(demand) & np.isfinite(level)).sum())
 
 
 def _sums(demand: np.ndarray, level: np.ndarray) -> tuple[float, float, float, float, int]:

@@ -218,3 +218,19 @@ def test_a_profile_covers_the_whole_life_not_the_last_minutes_and_keeps_the_end_
     assert ages["0-5m"]["cpu_cores"]["p90"] == pytest.approx(0.87, rel=0.03)
     assert ages["5-30m"]["cpu_cores"]["peak"] == pytest.approx(0.01, rel=0.03)
     assert ages["0-5m"]["cpu_cores"]["samples"] + ages["5-30m"]["cpu_cores"]["samples"] == profile["samples"]
+
+
+def test_a_session_started_with_seeded_limits_keeps_them_as_its_young_floor(tmp_path):
+    from agent.policy.limits import Limits
+    loop, actuator, store = _loop(tmp_path)
+    first = Limits(0.6, 0.6, 300 * MIB, 300 * MIB)
+    actuator.create("pspe/seeded")
+    store.save(Session("seeded", "pspe/seeded", owned=False, started_at=0.0, limits=first, first_limits=first,
+                       seed=["cpu_limit set: profile app=web p90 at age 0-5 min (9 sessions) 0.52 + margin"]))
+    _add(store, actuator, "plain", 0.0)
+    loop.collector.cpu.update({"seeded": 0.01, "plain": 0.01})
+    for t in range(1, 4):
+        loop.run_once(float(t))
+    assert loop.runtimes["seeded"].memo.young_floor == (0.6, 300 * MIB)
+    assert loop.runtimes["plain"].memo.young_floor is None          # adopted: the configured minimum
+    assert loop.runtimes["seeded"].limits.cpu_limit >= 0.6

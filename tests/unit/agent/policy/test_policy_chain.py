@@ -228,3 +228,17 @@ def test_invariants_over_a_random_trace_with_bounds():
         assert b.mem_min <= out.mem_request and out.mem_limit <= b.mem_max
         assert out.cpu_limit >= min(cpu, b.cpu_max) - 1e-9
         assert out.mem_limit > mem or out.mem_limit == b.mem_max
+
+
+def test_a_young_cap_keeps_the_sessions_first_allocation_a_seeded_one_or_the_minimum():
+    """Idle young sessions: the cap stays at the configured minimum, or at a seeded session's first
+    limits (its profile class said 0.6 cores), until the session is old enough to be sized on its own."""
+    plain, seeded = Sim(window=100), Sim(window=100)
+    seeded.memo.young_floor = (0.6, 300 * MIB)
+    for _ in range(5):
+        p_plain, p_seeded = plain.tick(0.01, 50 * MIB), seeded.tick(0.01, 50 * MIB)
+    assert p_plain.limits.cpu_limit == pytest.approx(plain.cfg.initial_cpu)
+    assert p_seeded.limits.cpu_limit == pytest.approx(0.6) and p_seeded.limits.mem_limit >= 300 * MIB
+    for _ in range(40):
+        p_seeded = seeded.tick(0.01, 50 * MIB)
+    assert p_seeded.limits.cpu_limit < 0.6          # grown up: sized on its own usage
