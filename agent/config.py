@@ -62,6 +62,7 @@ class PolicySection:
     mem_max: int = 64 * 1024**3
     initial_cpu: float = 0.25             # minimal allocation of a new session (seed step 1)
     seed_min_sessions: int = 5            # a profile class must stand on this many ended sessions to seed one
+    seed_floor: str = "hold"              # a seeded young cap: hold | decay | none (agent/policy/decide.py young_floor)
     initial_memory: int = 128 * 1024**2
     burst_fraction: float = 1.0           # CFS burst as a fraction of the quota (kernel caps it at 1)
     host_cpu_reserve: float = 0.1         # cores kept back for the host itself
@@ -160,7 +161,7 @@ _ENV_ALIASES = {
 
 _SIZE_KEYS = {"mem_headroom_bytes", "mem_min", "mem_max", "initial_memory", "host_mem_reserve",
               "host_mem_bytes", "spool_max_bytes"}
-_CHOICES = {("agent", "cgroup_version"): {"auto", "v1", "v2"}}
+_CHOICES = {("agent", "cgroup_version"): {"auto", "v1", "v2"}, ("policy", "seed_floor"): {"hold", "decay", "none"}}
 
 
 def _coerce(section: str, key: str, typ: Any, value: Any) -> Any:

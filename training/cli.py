@@ -142,6 +142,10 @@ def add_sessions_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=None, help="first N files of each directory only")
     p.add_argument("--host-size", type=int, default=16, help="sessions per replayed host")
+    p.add_argument("--vms", choices=("all", "odd", "even"), default="all",
+                   help="the trace files at odd or even positions only (a validation / test split)")
+    p.add_argument("--seed-floor", choices=("hold", "decay", "none"), default=None,
+                   help="[policy] seed_floor for the seeded agent (default: the agent's)")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object, last line")
     p.set_defaults(func=cmd_sessions)
 
@@ -152,8 +156,12 @@ def cmd_sessions(args: argparse.Namespace) -> int:
 
     history = list(load_bitbrains_dir(args.history, limit=args.limit))
     classes = history_classes(history, args.history_per_vm, args.seed + 1, args.min_sessions)
-    sessions = cut_sessions(load_bitbrains_dir(args.traces, limit=args.limit), args.per_vm, args.seed)
-    result = run_sessions(sessions, session_runs(classes, args.model, args.min_sessions), args.host_size)
+    traces = list(load_bitbrains_dir(args.traces, limit=args.limit))
+    if args.vms != "all":   # positions in file order: 1st, 3rd, ... are "odd"
+        traces = traces[0 if args.vms == "odd" else 1::2]
+    sessions = cut_sessions(traces, args.per_vm, args.seed)
+    runs = session_runs(classes, args.model, args.min_sessions, seed_floor=args.seed_floor)
+    result = run_sessions(sessions, runs, args.host_size)
     result["classes"] = len(classes.classes)
     print(format_sessions(result))
     if args.json:

@@ -242,13 +242,28 @@ def decide(now: float, prediction: Prediction | None, current: Limits | None,
 _NO_FACTORS = (1.0, 1.0, 1.0, 1.0)
 
 
+def young_floor(memo: PolicyMemo, cfg: PolicySection, extra: float) -> tuple[float, float]:
+    """What a young cap stays at or above: the configured minimum, or a session's own first limits
+    (seeded from its profile class, or sized by the operator) as `[policy] seed_floor` says: held through
+    the youth ("hold"), shrinking with the young margin as the session's own samples come ("decay"), or
+    not at all ("none")."""
+    first = memo.young_floor
+    if first is None:
+        return cfg.initial_cpu, cfg.initial_memory
+    if cfg.seed_floor == "hold":
+        return first
+    if cfg.seed_floor == "decay" and cfg.young_margin > 0:
+        w = min(1.0, extra / cfg.young_margin)
+        return first[0] * w, first[1] * w
+    return 0.0, 0.0
+
+
 def _decide(now: float, prediction: Prediction | None, current: Limits | None, bounds: Bounds,
             cfg: PolicySection, memo: PolicyMemo, cpu_used: float, mem_used: float, young: bool, extra: float,
             clock: WaitClock, factors: tuple[float, ...] = _NO_FACTORS, peak: float = 0.0) -> tuple[Proposal, tuple]:
     """The chain itself (decide's docstring), and its reasons with the counting-down ones unformatted."""
     b = effective_bounds(bounds, cfg)
-    # a young cap stays at or above the session's first allocation: a seeded one's, else the minimum
-    floor = memo.young_floor or (cfg.initial_cpu, cfg.initial_memory)
+    floor = young_floor(memo, cfg, extra)
     resources = (
         _Resource("cpu", cfg.cpu_margin, 0.0, floor[0], b.cpu_min, b.cpu_max, cpu_used, extra, young, cfg,
                   factors[0:2]),

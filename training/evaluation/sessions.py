@@ -124,15 +124,18 @@ def profile_static_limits(classes: ProfileClasses, min_sessions: int) -> Callabl
     return first
 
 
-def session_runs(classes: ProfileClasses, model_path: str = "", min_sessions: int = 5) -> list[PolicyRun]:
+def session_runs(classes: ProfileClasses, model_path: str = "", min_sessions: int = 5,
+                 seed_floor: str | None = None) -> list[PolicyRun]:
     cfg = replay_policy()
+    seeded_cfg = dataclasses.replace(cfg, seed_floor=seed_floor) if seed_floor else cfg
     never = lambda caps: None   # noqa: E731  (a fixed run asks no forecaster)
     return [
         dataclasses.replace(model_run("agent_today", model_path, cfg), initial=initial_limits(cfg)),
         PolicyRun("static", never, cfg, fixed=True),
         PolicyRun("profile_static", never, cfg, initial=profile_static_limits(classes, min_sessions), fixed=True),
         dataclasses.replace(named_baseline("vpa"), initial=initial_limits(named_baseline("vpa").policy)),
-        dataclasses.replace(model_run("model", model_path, cfg), initial=seeded_limits(classes, cfg, min_sessions)),
+        dataclasses.replace(model_run("model", model_path, seeded_cfg),
+                            initial=seeded_limits(classes, seeded_cfg, min_sessions)),
     ]
 
 

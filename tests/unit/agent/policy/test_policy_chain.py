@@ -242,3 +242,22 @@ def test_a_young_cap_keeps_the_sessions_first_allocation_a_seeded_one_or_the_min
     for _ in range(40):
         p_seeded = seeded.tick(0.01, 50 * MIB)
     assert p_seeded.limits.cpu_limit < 0.6          # grown up: sized on its own usage
+
+
+@pytest.mark.parametrize("how", ["hold", "decay", "none"])
+def test_the_seed_floor_setting_holds_decays_or_drops_a_seeded_young_floor(how):
+    sim = Sim(cfg=PolicySection(seed_floor=how), window=100)
+    sim.memo.young_floor = (0.6, 300 * MIB)
+    caps = [sim.tick(0.01, 50 * MIB).limits.cpu_limit for _ in range(20)]
+    if how == "hold":
+        assert min(caps) == pytest.approx(0.6)
+    elif how == "decay":     # the floor shrinks with the young margin: 0.6 x (1 - samples / young_samples)
+        from agent.policy.decide import young_floor
+        from agent.policy.steps import young_extra
+        assert caps[0] == pytest.approx(0.6 * (1 - 1 / sim.cfg.young_samples), rel=0.02)
+        cfg = sim.cfg
+        half = young_extra(cfg.young_samples // 2, cfg.young_samples, cfg.young_margin)
+        assert young_floor(sim.memo, cfg, half) == pytest.approx((0.3, 150 * MIB))
+        assert young_floor(sim.memo, cfg, 0.0) == (0.0, 0.0)
+    else:
+        assert max(caps) < 0.6 and min(caps) < sim.cfg.initial_cpu
