@@ -106,7 +106,7 @@ def _manager(cfg: Config):
     actuator, _, notes = choose_actuator(cfg, dry_run=False)
     for n in notes:
         print(f"note: {n}", file=sys.stderr)
-    from agent.main import profile_classes_cache
+    from agent.models.profile_classes import for_config as profile_classes_cache
     return SessionManager(actuator, SessionStore(cfg.state_dir), cfg, profile_classes=profile_classes_cache(cfg).load)
 
 
@@ -134,7 +134,7 @@ def cmd_session_start(args: argparse.Namespace) -> int:
 
 def cmd_profiles_install(args: argparse.Namespace) -> int:
     """Install a signed profile-classes artefact (pspe-ingest profile-classes --out FILE) into the cache."""
-    from agent.main import profile_classes_cache
+    from agent.models.profile_classes import for_config as profile_classes_cache
     from agent.models.profile_classes import ProfileClassesRejected
 
     cfg = _config(args)
@@ -154,7 +154,7 @@ def cmd_profiles_install(args: argparse.Namespace) -> int:
 
 
 def cmd_profiles_show(args: argparse.Namespace) -> int:
-    from agent.main import profile_classes_cache
+    from agent.models.profile_classes import for_config as profile_classes_cache
 
     cfg = _config(args)
     classes = profile_classes_cache(cfg).load(time.time())

@@ -22,7 +22,6 @@ from agent.anomaly.learned import ForecastResiduals
 from agent.collect.collector import Collector
 from agent.collect.detect import detect_cgroup_version
 from agent.collect.procfs import read_host_capacity
-from agent.bus.signing import fleet_key
 from agent.config import Config
 from agent.actuate.docker_client import docker_configured
 from agent.sessions.container_watch import docker_specs, watch_containers
@@ -30,7 +29,7 @@ from agent.forecast.holder import ModelHolder
 from agent.observe.http import AgentHttpServer, health, parse_listen
 from agent.sessions.lifecycle import SessionManager
 from agent.malloc_tune import keep_freed_memory
-from agent.models.profile_classes import ProfileClassesCache
+from agent.models import profile_classes
 from agent.loop.agent_loop import AgentLoop, RecordSink, TickReport
 from agent.observe.metrics import AgentMetrics
 from agent.sessions.store import SessionStore
@@ -106,7 +105,7 @@ def build_agent(cfg: Config, *, actuator: Actuator | None = None, dry_run: bool 
     metrics = AgentMetrics()
     holder = forecaster or ModelHolder.from_config(cfg, log)
     store = SessionStore(cfg.state_dir)
-    manager = SessionManager(actuator, store, cfg, profile_classes=profile_classes_cache(cfg).load)
+    manager = SessionManager(actuator, store, cfg, profile_classes=profile_classes.for_config(cfg).load)
     if detector is _DEFAULT_DETECTOR:
         # the learned part: the forecaster's residuals scaled by its predicted spread
         detector = AnomalyDetector.from_config(cfg, learned=ForecastResiduals(cfg.policy.upper_quantile))
@@ -235,12 +234,6 @@ async def _tick_until_stopped(agent: Agent, ticks: int | None, clock: Callable[[
             await asyncio.wait_for(stop.wait(), timeout=delay)
         except asyncio.TimeoutError:
             pass
-
-
-def profile_classes_cache(cfg: Config) -> ProfileClassesCache:
-    """The host's cache of the centre's profile classes, verified with the fleet key (none: never used)."""
-    key = fleet_key(cfg.bus.fleet_key) if cfg.bus.fleet_key else None
-    return ProfileClassesCache(cfg.state_dir / "profiles", key)
 
 
 def _last_tick(agent: Agent) -> float | None:

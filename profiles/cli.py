@@ -29,6 +29,7 @@ from profiles import partitions
 from profiles.classes import build_classes, signed_record
 from profiles.ingest import build_ingest
 from profiles.migrate import MigrationError, migrate
+from profiles.publish import publish_classes, recent_hosts
 from profiles.queries import profile_for
 
 log = logging.getLogger("pspe.ingest")
@@ -58,6 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     pc.add_argument("--out", required=True, help="file to write ({signature, body})")
     pc.add_argument("--min-sessions", type=int, default=5, help="classes with fewer ended sessions are left out")
     pc.add_argument("--days", type=float, default=30.0, help="profiles of sessions that ended this recently")
+    pc.add_argument("--publish", action="store_true",
+                    help="also send it to every host heard from in the last day (pspe.commands, PSPE_AMQP_URL)")
+    pc.add_argument("--namespace", default="", help="use pspe.*-NAMESPACE names (side-by-side environments, tests)")
+    pc.add_argument("--amqp-url", default=os.environ.get("PSPE_AMQP_URL", ""))
     return p
 
 
@@ -140,9 +145,16 @@ def main(argv: list[str] | None = None) -> int:
             now = time.time()
             with psycopg.connect(dsn) as conn:
                 body = build_classes(conn, now, min_sessions=args.min_sessions, days=args.days)
-            write_atomically(Path(args.out), signed_record(body, fleet_key(key), now))
-            print(json.dumps({"out": args.out, "classes": len(json.loads(body)["classes"]),
-                              "version": json.loads(body)["version"]}))
+            record = signed_record(body, fleet_key(key), now)
+            write_atomically(Path(args.out), record)
+            out = {"out": args.out, "classes": len(json.loads(body)["classes"]), "version": json.loads(body)["version"]}
+            if args.publish:
+                with psycopg.connect(dsn) as conn:
+                    hosts = recent_hosts(conn, now)
+                topo = Topology().suffixed(args.namespace) if args.namespace else Topology()
+                exchange = topo.commands_exchange
+                out |= publish_classes(record, hosts, _need(args.amqp_url, "amqp url"), exchange, fleet_key(key), now)
+            print(json.dumps(out))
         elif args.cmd == "profile-for":
             labels = dict(kv.split("=", 1) for kv in args.labels if "=" in kv)
             if len(labels) != len(args.labels):

@@ -29,7 +29,8 @@ import msgspec
 # the value types and ids live in protocol_values.py, the commands in protocol_commands.py (one job each);
 # every name still imports from here
 from agent.bus.protocol_commands import (COMMAND_TYPES, Command, ModelPromoted, ModelRollback,  # noqa: F401
-                                         Override, PolicyUpdate, SessionStart, SessionStop)
+                                         Override, PolicyUpdate, ProfileClassesPublished, SessionStart,
+                                         SessionStop)
 from agent.bus.protocol_values import (HOST_PATTERN, SCHEMA_VERSION, SESSION_PATTERN, AgeProfile,  # noqa: F401
                                        BoundsMsg, ContainerStart, HostId, ImageRef, LimitsMsg, MetricProfile,
                                        NetworkName, OptionalSha256Hex, SessionId, SessionProfile, Sha256Hex)

@@ -71,5 +71,17 @@ class ModelRollback(_Command, tag="model_rollback"):
             raise ValueError("a rollback's sha256 names the file of to_version; give to_version with it")
 
 
-Command = Union[SessionStart, SessionStop, PolicyUpdate, Override, ModelPromoted, ModelRollback]
-COMMAND_TYPES = (SessionStart, SessionStop, PolicyUpdate, Override, ModelPromoted, ModelRollback)
+class ProfileClassesPublished(_Command, tag="profile_classes_published"):
+    """The centre's profile classes (profiles/classes.py) for seeding new sessions: the artefact as it
+    was signed (its own signature, valid for weeks, beside the command's, valid for minutes), so an
+    agent can cache it and verify it again on every read (agent/models/profile_classes.py)."""
+
+    version: int
+    body: str
+    signature: str
+
+
+Command = Union[SessionStart, SessionStop, PolicyUpdate, Override, ModelPromoted, ModelRollback,
+                ProfileClassesPublished]
+COMMAND_TYPES = (SessionStart, SessionStop, PolicyUpdate, Override, ModelPromoted, ModelRollback,
+                 ProfileClassesPublished)

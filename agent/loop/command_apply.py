@@ -16,12 +16,14 @@ import time
 from dataclasses import replace
 from typing import Callable
 
-from agent.bus import protocol
 from agent.actuate.base import ActuateError
+from agent.bus import protocol
 from agent.bus.commands import CommandRejected
-from agent.policy.limits import Bounds, Limits
+from agent.models import profile_classes
 from agent.models.fetch import FetchError, ModelFetcher, is_registry_uri
+from agent.models.profile_classes import ProfileClassesRejected
 from agent.models.rollback import RollbackError, find_rollback
+from agent.policy.limits import Bounds, Limits
 from agent.sessions.store import SessionError
 
 log = logging.getLogger("pspe.commands")
@@ -136,6 +138,14 @@ class CommandApplier:
         ok = await asyncio.to_thread(self.agent.forecaster.swap, str(path), cmd.sha256)
         if not ok:  # the last good model stays in place
             raise CommandRejected(f"model {cmd.version} rejected: {self.agent.forecaster.last_error}")
+
+    async def _ProfileClassesPublished(self, cmd: protocol.ProfileClassesPublished) -> None:
+        cache = profile_classes.for_config(self.agent.cfg)
+        try:
+            classes = await asyncio.to_thread(cache.install, cmd.body.encode(), cmd.signature, self.clock())
+        except ProfileClassesRejected as e:   # the cached classes stay in use
+            raise CommandRejected(f"profile classes {cmd.version} refused: {e}") from None
+        log.info("profile classes version %d cached: %d classes", classes.version, len(classes.classes))
 
     def _registry(self) -> ModelFetcher | None:
         """The fetcher for [forecast] registry_uri, made on first need; None when none is configured."""

@@ -15,7 +15,8 @@ import logging
 import os
 from pathlib import Path
 
-from agent.bus.signing import SignatureError, verify
+from agent.bus.signing import SignatureError, fleet_key, verify
+from agent.config import Config
 from agent.policy.seed import ProfileClasses, ProfileClassesError
 
 log = logging.getLogger("pspe.profiles")
@@ -76,3 +77,9 @@ class ProfileClassesCache:
             if not quiet:
                 log.warning("cached profile classes %s not used: %s", self.path, e)
             return None
+
+
+def for_config(cfg: Config) -> ProfileClassesCache:
+    """The host's cache (<state_dir>/profiles), verified with [bus] fleet_key (none: never used)."""
+    key = fleet_key(cfg.bus.fleet_key) if cfg.bus.fleet_key else None
+    return ProfileClassesCache(cfg.state_dir / "profiles", key)

@@ -135,7 +135,7 @@ def test_profile_classes_from_postgres_seed_a_new_session_on_a_host(db, pg_dsn, 
     from agent.actuate.dryrun import DryRunActuator
     from agent.cli import main as agent_cli
     from agent.config import build_config
-    from agent.main import profile_classes_cache
+    from agent.models.profile_classes import for_config as profile_classes_cache
     from agent.sessions.lifecycle import SessionManager
     from agent.sessions.store import SessionStore
     from profiles.cli import main as ingest_cli
@@ -175,3 +175,64 @@ def test_profile_classes_from_postgres_seed_a_new_session_on_a_host(db, pg_dsn, 
         for proc in manager._children.values():
             proc.kill()
             proc.wait()
+
+
+async def test_profile_classes_reach_a_host_over_the_command_bus(db, pg_dsn, amqp_topology, tmp_path, monkeypatch):
+    """pspe-ingest profile-classes --publish -> pspe.commands -> the agent's consumer and applier -> the
+    host's cache; a forged artefact in a validly signed command is refused and the cache kept."""
+    import asyncio
+    import json as _json
+
+    from agent.bus import signing
+    from agent.bus.amqp import AmqpPublisher, AmqpQueueSource
+    from agent.bus.backoff import Backoff
+    from agent.bus.commands import CommandConsumer, signed_message
+    from agent.config import build_config
+    from agent.loop.command_apply import CommandApplier
+    from agent.models.profile_classes import for_config
+    from profiles.cli import main as ingest_cli
+    from tests.integration.conftest import AMQP_URL
+
+    now = time.time()
+    msgs = [ended("h1", f"w{i}", 10 + i, now - i, {"app": "web"}, 0.5, 1.0, GIB, 2 * GIB) for i in range(5)]
+    with psycopg.connect(pg_dsn) as conn:
+        BatchWriter(conn).write(msgs, now)                  # h1 was heard from: it gets the classes
+    key = "fleet-key-for-the-profile-bus-test-01"
+    monkeypatch.setenv("PSPE_FLEET_KEY", key)
+    suffix = amqp_topology.commands_exchange.rpartition("-")[2]
+    rc = await asyncio.to_thread(ingest_cli, ["--database-url", pg_dsn, "profile-classes", "--out",
+                                              str(tmp_path / "c.json"), "--publish", "--amqp-url", AMQP_URL,
+                                              "--namespace", suffix])
+    assert rc == 0
+
+    cfg = build_config({"agent": {"state_dir": str(tmp_path / "state"), "host_id": "h1"}, "bus": {"fleet_key": key}})
+
+    class Host:                                            # what the applier reads of the agent here
+        pass
+    host = Host()
+    host.cfg = cfg
+    applier = CommandApplier(host)
+    consumer = CommandConsumer(AmqpQueueSource(AMQP_URL, amqp_topology.command_queue("h1")), host="h1",
+                               key=signing.fleet_key(key), owns_session=lambda sid: False, handler=applier,
+                               backoff=Backoff(0.05, 0.2))
+    task = asyncio.ensure_future(consumer.run())
+    end = time.monotonic() + 15
+    while consumer.counts["applied"] < 1 and time.monotonic() < end:
+        await asyncio.sleep(0.05)
+    cached = for_config(cfg).load(time.time())
+    assert cached is not None and [c.labels for c in cached.classes] == [{"app": "web"}]
+
+    record = _json.loads((tmp_path / "c.json").read_text())
+    forged = protocol.ProfileClassesPublished(host="h1", command_id="forged-1", issued_at=now, version=10**10,
+                                              body=record["body"].replace('"sessions": 5', '"sessions": 50'),
+                                              signature=record["signature"])
+    pub = AmqpPublisher(AMQP_URL, amqp_topology.commands_exchange)
+    await pub.connect()
+    await pub.publish([signed_message(forged, signing.fleet_key(key), time.time())])
+    while consumer.counts["refused"] < 1 and time.monotonic() < end:
+        await asyncio.sleep(0.05)
+    assert consumer.counts["refused"] == 1
+    assert for_config(cfg).load(time.time()).classes[0].sessions == 5   # the verified one stays
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await consumer.source.close(), await pub.close()

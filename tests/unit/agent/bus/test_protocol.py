@@ -150,3 +150,13 @@ def test_a_profile_from_an_older_agent_has_no_age_buckets():
 
     body = msgspec.msgpack.encode(OlderProfile(duration_s=1.0, samples=1, metrics={}))
     assert msgspec.msgpack.decode(body, type=p.SessionProfile).by_age == {}
+
+def test_profile_classes_travel_as_a_command_with_their_own_signature():
+    from profiles.publish import classes_commands
+
+    body = b'{"format": "pspe-profile-classes", "format_version": 1, "version": 42, "created_at": 1.0, "classes": []}'
+    (cmd,) = classes_commands(body, "t=1,v1=" + "0" * 64, ["h1"], issued_at=5.0)
+    assert cmd.command_id == "profile-classes-42-h1" and cmd.version == 42
+    back = p.decode(p.encode(cmd))
+    assert back == cmd and back.body.encode() == body
+    assert p.routing_key(cmd) == "h1.profile_classes_published"

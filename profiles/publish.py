@@ -1,0 +1,60 @@
+"""Send the profile classes to the fleet: one signed `ProfileClassesPublished` per host on pspe.commands.
+
+The command carries the artefact and its own signature (valid for weeks) beside the command's signature
+(valid for minutes): an agent verifies both, caches the artefact and keeps seeding from the cache while
+the centre is down. Command ids are derived from (version, host), so a retried publish is dropped by the
+agents' replay guard. Hosts: those heard from in the last day (ingested_messages), unless given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+from typing import Sequence
+
+import psycopg
+
+from agent.bus import protocol, signing
+from agent.bus.commands import signed_message
+
+log = logging.getLogger("pspe.profiles")
+
+_HOSTS_SQL = "SELECT DISTINCT host FROM ingested_messages WHERE t >= %s ORDER BY host"
+
+
+def classes_commands(body: bytes, signature: str, hosts: Sequence[str], issued_at: float
+                     ) -> list[protocol.ProfileClassesPublished]:
+    """Pure: the command for every host."""
+    version = int(json.loads(body)["version"])
+    return [protocol.ProfileClassesPublished(host=h, command_id=f"profile-classes-{version}-{h}", issued_at=issued_at,
+                                             issued_by="pspe-ingest", version=version, body=body.decode(),
+                                             signature=signature) for h in hosts]
+
+
+def recent_hosts(conn: psycopg.Connection, now: float, within: dt.timedelta = dt.timedelta(days=1)) -> list[str]:
+    since = dt.datetime.fromtimestamp(now, dt.timezone.utc) - within
+    return [r[0] for r in conn.execute(_HOSTS_SQL, (since,)).fetchall()]
+
+
+async def _send(url: str, exchange: str, messages) -> None:
+    from agent.bus.amqp import AmqpPublisher
+
+    pub = AmqpPublisher(url, exchange)
+    await pub.connect()
+    try:
+        await pub.publish(messages)   # with publisher confirms
+    finally:
+        await pub.close()
+
+
+def publish_classes(record: bytes, hosts: Sequence[str], amqp_url: str, exchange: str, key: bytes,
+                    now: float) -> dict:
+    """Publish a signed {signature, body} record to `hosts`; what was sent."""
+    parsed = json.loads(record)
+    cmds = classes_commands(parsed["body"].encode(), parsed["signature"], hosts, now)
+    if cmds:
+        asyncio.run(_send(amqp_url, exchange, [signed_message(c, key, now) for c in cmds]))
+    log.info("published profile classes to %d hosts", len(cmds))
+    return {"published": len(cmds), "hosts": list(hosts)}
