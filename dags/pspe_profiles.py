@@ -7,6 +7,11 @@ telemetry and no session profile skips the task, and a skipped task records no a
 event, so the forecaster does not retrain on a day that brought nothing new. A day of
 samples alone still announces: the forecaster trains on samples, and a fleet whose
 sessions run for weeks ends none of them on most days.
+
+After the build, `publish_classes` aggregates the stored profiles into profile classes, signs them with
+the fleet key and sends them to every host heard from in the last day (profiles/publish.py), which seed
+new sessions from them. Without PSPE_FLEET_KEY it skips (nothing could be verified); without
+PSPE_AMQP_URL it only writes the artefact (PSPE_PROFILE_CLASSES_OUT, when set).
 """
 
 from __future__ import annotations
@@ -39,7 +44,24 @@ def pspe_profiles():
         outlet_events[SESSION_PROFILES].extra = {"until": data_interval_end.isoformat()}
         return out
 
-    build()
+    @task(retries=2, retry_delay=dt.timedelta(minutes=5))
+    def publish_classes(built: dict) -> dict:
+        import os
+        import time
+
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from profiles.publish import publish_from_store
+
+        if not os.environ.get("PSPE_FLEET_KEY"):
+            raise AirflowSkipException("no PSPE_FLEET_KEY: profile classes are neither signed nor sent")
+        # the signature's time is read here, at the I/O edge: agents refuse artefacts older than 30 days
+        return publish_from_store(os.environ["PSPE_DATABASE_URL"], os.environ.get("PSPE_AMQP_URL", ""),
+                                  os.environ["PSPE_FLEET_KEY"], time.time(),
+                                  namespace=os.environ.get("PSPE_NAMESPACE", ""),
+                                  out=os.environ.get("PSPE_PROFILE_CLASSES_OUT", ""))
+
+    publish_classes(build())
 
 
 pspe_profiles()

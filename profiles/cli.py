@@ -19,17 +19,14 @@ import os
 import signal
 import sys
 import time
-from pathlib import Path
 
 import psycopg
 
-from agent.bus.signing import fleet_key
 from agent.bus.topology import Topology
 from profiles import partitions
-from profiles.classes import build_classes, signed_record
 from profiles.ingest import build_ingest
 from profiles.migrate import MigrationError, migrate
-from profiles.publish import publish_classes, recent_hosts
+from profiles.publish import publish_from_store
 from profiles.queries import profile_for
 
 log = logging.getLogger("pspe.ingest")
@@ -142,19 +139,9 @@ def main(argv: list[str] | None = None) -> int:
             key = os.environ.get("PSPE_FLEET_KEY", "")
             if not key:
                 raise SystemExit("pspe-ingest: profile-classes signs with the fleet key: set PSPE_FLEET_KEY")
-            now = time.time()
-            with psycopg.connect(dsn) as conn:
-                body = build_classes(conn, now, min_sessions=args.min_sessions, days=args.days)
-            record = signed_record(body, fleet_key(key), now)
-            write_atomically(Path(args.out), record)
-            out = {"out": args.out, "classes": len(json.loads(body)["classes"]), "version": json.loads(body)["version"]}
-            if args.publish:
-                with psycopg.connect(dsn) as conn:
-                    hosts = recent_hosts(conn, now)
-                topo = Topology().suffixed(args.namespace) if args.namespace else Topology()
-                exchange = topo.commands_exchange
-                out |= publish_classes(record, hosts, _need(args.amqp_url, "amqp url"), exchange, fleet_key(key), now)
-            print(json.dumps(out))
+            amqp = _need(args.amqp_url, "amqp url") if args.publish else ""
+            print(json.dumps(publish_from_store(dsn, amqp, key, time.time(), namespace=args.namespace,
+                                                min_sessions=args.min_sessions, days=args.days, out=args.out)))
         elif args.cmd == "profile-for":
             labels = dict(kv.split("=", 1) for kv in args.labels if "=" in kv)
             if len(labels) != len(args.labels):
@@ -167,12 +154,6 @@ def main(argv: list[str] | None = None) -> int:
     except (MigrationError, psycopg.OperationalError) as e:
         print(f"pspe-ingest: {e}", file=sys.stderr)
         return 1
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

@@ -58,3 +58,30 @@ def publish_classes(record: bytes, hosts: Sequence[str], amqp_url: str, exchange
         asyncio.run(_send(amqp_url, exchange, [signed_message(c, key, now) for c in cmds]))
     log.info("published profile classes to %d hosts", len(cmds))
     return {"published": len(cmds), "hosts": list(hosts)}
+
+
+def publish_from_store(dsn: str, amqp_url: str, fleet_key: str, now: float, *, namespace: str = "",
+                       min_sessions: int = 5, days: float = 30.0, out: str = "") -> dict:
+    """Build the classes from the store, sign them, write them to `out` (when given) and send them to the
+    hosts heard from in the last day (when `amqp_url` is given): the profiles DAG's task, and the CLI's."""
+    from agent.bus.topology import Topology
+    from profiles.classes import build_classes, signed_record
+
+    key = signing.fleet_key(fleet_key)
+    with psycopg.connect(dsn) as conn:
+        body = build_classes(conn, now, min_sessions=min_sessions, days=days)
+        hosts = recent_hosts(conn, now)
+    record = signed_record(body, key, now)
+    if out:
+        from pathlib import Path
+
+        path = Path(out)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_bytes(record)
+        tmp.replace(path)
+    parsed = json.loads(body)
+    result = {"version": parsed["version"], "classes": len(parsed["classes"]), "out": out, "published": 0}
+    if amqp_url:
+        topo = Topology().suffixed(namespace) if namespace else Topology()
+        result |= publish_classes(record, hosts, amqp_url, topo.commands_exchange, key, now)
+    return result

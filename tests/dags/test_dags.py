@@ -4,6 +4,7 @@ against the real PostgreSQL, MLflow server and RabbitMQ (a tiny fit)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 
 import pytest
@@ -32,24 +33,30 @@ def test_profiles_dag_skips_and_announces_nothing_on_a_day_without_telemetry(air
     run = airflow("test", "pspe_profiles", "{}", quiet_day.isoformat(), env={"PSPE_DATABASE_URL": pg_dsn},
                   timeout=240)
     assert run["state"] == "success", run
-    assert run["tasks"] == {"build": "skipped"}, run
+    assert run["tasks"] == {"build": "skipped", "publish_classes": "skipped"}, run
     assert run["asset_events"] == [], "no event: the forecaster is not triggered"
 
 
 def test_profiles_dag_announces_a_day_of_samples_without_ended_sessions(airflow, pg_dsn):
     seed_history(pg_dsn)   # samples, but no session ended: nothing to build, yet new data to train on
     run = airflow("test", "pspe_profiles", "{}", UNTIL.isoformat(), env={"PSPE_DATABASE_URL": pg_dsn}, timeout=240)
-    assert run["state"] == "success" and run["tasks"] == {"build": "success"}, run
+    assert run["state"] == "success" and run["tasks"] == {"build": "success", "publish_classes": "skipped"}, run
     build = run["xcom"]["build"]
     assert (build["built"], build["total"], build["samples"]) == (0, 0, True)
     assert [e["asset"] for e in run["asset_events"]] == ["pspe_session_profiles"]
 
 
-def test_profiles_dag_builds_the_days_profiles_and_announces_them(airflow, pg_dsn):
+def test_profiles_dag_builds_the_days_profiles_and_announces_them(airflow, pg_dsn, tmp_path):
     seed_history(pg_dsn)
     end_session(pg_dsn, "synthetic-0", UNTIL.timestamp() - 3600)
-    run = airflow("test", "pspe_profiles", "{}", UNTIL.isoformat(), env={"PSPE_DATABASE_URL": pg_dsn}, timeout=240)
-    assert run["state"] == "success" and run["tasks"] == {"build": "success"}, run
+    out = tmp_path / "classes.json"
+    run = airflow("test", "pspe_profiles", "{}", UNTIL.isoformat(), timeout=240,
+                  env={"PSPE_DATABASE_URL": pg_dsn, "PSPE_FLEET_KEY": FLEET_KEY, "PSPE_PROFILE_CLASSES_OUT": str(out)})
+    assert run["state"] == "success" and run["tasks"] == {"build": "success", "publish_classes": "success"}, run
+    published = run["xcom"]["publish_classes"]
+    assert published["out"] == str(out) and published["published"] == 0          # no broker configured
+    record = json.loads(out.read_text())
+    assert signing.verify(record["body"].encode(), record["signature"], signing.fleet_key(FLEET_KEY), time.time())
     build = run["xcom"]["build"]
     assert build["since"].startswith("2026-11-19") and (build["built"], build["total"]) == (1, 1)
     assert run["asset_events"] == [{"asset": "pspe_session_profiles", "task": "build",
