@@ -48,6 +48,10 @@ def add_fit_parser(sub) -> None:
                    help="start the net at persistence (each horizon's median = newest value) and learn the change")
     p.add_argument("--train-per-series", type=int, default=SHIPPED.train_per_series,
                    help="most training windows per VM")
+    p.add_argument("--min-steps", type=int, default=0,
+                   help="serve sessions from this many completed steps (spec min_steps; 0: a full window)")
+    p.add_argument("--short-fraction", type=float, default=0.0,
+                   help="share of training windows cut to a young session's history (with --min-steps)")
     p.add_argument("--fast-dev-run", action="store_true")
     p.add_argument("--tracking-uri", default="", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
     p.set_defaults(func=cmd_fit)
@@ -69,10 +73,12 @@ def fit_config(args: argparse.Namespace):
     return FitConfig(train_dir=args.train, val_dir=args.val, out=args.out or str(DEFAULT_OUT), cell=args.cell,
                      hidden=args.hidden, fold=args.fold, max_epochs=args.max_epochs, max_minutes=args.max_minutes,
                      seed=args.seed, threads=args.threads, limit=args.limit, fast_dev_run=args.fast_dev_run,
-                     calib_every=args.calib_every, spec=spec_overrides(args.spec_version),
+                     calib_every=args.calib_every,
+                     spec=spec_overrides(args.spec_version) | ({"min_steps": args.min_steps} if args.min_steps else {}),
                      median_weight=args.median_weight, last_horizon_weight=args.last_horizon_weight,
                      vm_weights=args.vm_weights, init_persistence=args.init_persistence,
-                     train_per_series=args.train_per_series, tracking_uri=tracking_uri(args.tracking_uri))
+                     train_per_series=args.train_per_series, tracking_uri=tracking_uri(args.tracking_uri),
+                     short_fraction=args.short_fraction)
 
 
 def cmd_fit(args: argparse.Namespace) -> int:

@@ -63,6 +63,7 @@ class FitConfig:
     last_horizon_weight: float = SHIPPED.last_horizon_weight
     init_persistence: bool = SHIPPED.init_persistence
     vm_weights: str = SHIPPED.vm_weights
+    short_fraction: float = 0.0          # share of windows cut to a young session's history (spec min_steps)
 
 
 def split_for_calibration(series: list, every: int) -> tuple[list, list]:
@@ -190,17 +191,18 @@ def train_on_series(cfg: FitConfig, spec: FeatureSpec, train_series: list[Series
     stopping runs on `val_series`, or on the held-out series when None (`--val heldout`)."""
     from training.forecaster.loss_weights import vm_weights
 
+    short = cfg.short_fraction      # young sessions' windows in training, calibration and selection alike
     train = build_windows(spec, train_series, stride=cfg.train_stride, max_per_series=cfg.train_per_series,
-                          seed=cfg.seed)
+                          seed=cfg.seed, short_fraction=short)
     held_out = build_windows(spec, held_out_series, stride=cfg.calib_stride, max_per_series=cfg.calib_per_series,
-                             seed=cfg.seed + 2)
+                             seed=cfg.seed + 2, short_fraction=short)
     if val_series is None:             # select on the training data's held-out VMs, not on a test month
         if not len(held_out):
             raise ValueError("--val heldout needs calibration VMs with complete windows (--calib-every 2 or more)")
         val_series, val = held_out_series, held_out
     else:
         val = build_windows(spec, val_series, stride=cfg.val_stride, max_per_series=cfg.val_per_series,
-                            seed=cfg.seed + 1)
+                            seed=cfg.seed + 1, short_fraction=short)
     if not len(train) or not len(val):
         raise ValueError(f"no complete windows to train on ({len(train)} train, {len(val)} validation)")
     log.info("windows: %d train from %d series, %d held out for calibration from %d, %d validation from %d series",

@@ -46,4 +46,6 @@ def retrain_command(cfg, spec_version: int) -> str:
             f"--calib-every {cfg.calib_every} --median-weight {cfg.median_weight:g} "
             f"--last-horizon-weight {cfg.last_horizon_weight:g} --vm-weights {cfg.vm_weights} "
             f"{'--init-persistence' if cfg.init_persistence else '--no-init-persistence'} "
-            f"--train-per-series {cfg.train_per_series}" + (f" --limit {cfg.limit}" if cfg.limit else ""))
+            f"--train-per-series {cfg.train_per_series}" + (f" --limit {cfg.limit}" if cfg.limit else "")
+            + (f" --min-steps {cfg.spec['min_steps']}" if cfg.spec.get("min_steps") else "")
+            + (f" --short-fraction {cfg.short_fraction:g}" if cfg.short_fraction else ""))

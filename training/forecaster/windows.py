@@ -60,16 +60,20 @@ def window_at(spec: FeatureSpec, inputs: dict[str, np.ndarray], times: np.ndarra
 
 
 def windows_at(spec: FeatureSpec, inputs: dict[str, np.ndarray], times: np.ndarray, ends: np.ndarray,
-               lags: LagTable | None = None) -> tuple[np.ndarray, np.ndarray]:
+               lags: LagTable | None = None, history: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """x [N, window, F], scale [N, T] of the windows whose newest steps are indices `ends`, in one pass.
 
     Each window holds the `window` entries up to its end (fewer at the start of
     the series: the rest missing), as `features.build_batch` would take them.
+    `history` [N] (steps): a window sees only its newest that many steps, the rest
+    missing, as the agent sees a session that young (None: every window full).
     """
     ends = np.asarray(ends, dtype=np.int64)
     W = spec.window
     idx = ends[:, None] - (W - 1) + np.arange(W)
     ok = idx >= 0
+    if history is not None:
+        ok &= np.arange(W)[None, :] >= W - np.asarray(history, dtype=np.int64)[:, None]
     at = np.clip(idx, 0, None)
     tail_t = np.where(ok, times[at], np.nan)
     tail_v = np.full((ends.size, len(spec.inputs), W), np.nan)
@@ -101,11 +105,13 @@ def targets_at(spec: FeatureSpec, inputs: dict[str, np.ndarray], ends: np.ndarra
 
 
 def build_windows(spec: FeatureSpec, series: Sequence[Series], stride: int = 6,
-                  max_per_series: int | None = None, seed: int = 0) -> WindowSet:
+                  max_per_series: int | None = None, seed: int = 0, short_fraction: float = 0.0) -> WindowSet:
     """Windows every `stride` steps of every series (randomly thinned to `max_per_series`).
 
     Windows whose targets are missing at any horizon are dropped: there is no
-    truth to learn from.
+    truth to learn from. With `short_fraction` > 0 and a spec whose `min_steps` is
+    under its window, that share of the windows sees only its newest k steps, k
+    uniform in [min_steps, window]: a young session, as the agent serves it.
     """
     rng = np.random.default_rng(seed)
     xs, ys, ss, idx, ends_all = [], [], [], [], []
@@ -122,7 +128,11 @@ def build_windows(spec: FeatureSpec, series: Sequence[Series], stride: int = 6,
         if not ends.size:
             continue
         lags = LagTable.from_series(spec, s.times, inputs) if spec.lags else None
-        x, scale = windows_at(spec, inputs, s.times, ends, lags)
+        history = None
+        if short_fraction > 0 and spec.min_steps < spec.window:
+            short = rng.random(ends.size) < short_fraction
+            history = np.where(short, rng.integers(spec.min_steps, spec.window + 1, ends.size), spec.window)
+        x, scale = windows_at(spec, inputs, s.times, ends, lags, history)
         xs.append(x)
         ss.append(scale)
         ys.append((y / scale[:, None, :]).astype(np.float32))

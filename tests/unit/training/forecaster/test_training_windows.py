@@ -47,3 +47,31 @@ def test_targets_are_the_future_steps_scaled_like_the_window(tmp_path):
     x, scale = window_at(spec, series_inputs(spec, s), s.times, end)
     np.testing.assert_array_equal(ws.x[k], x)
     assert np.isfinite(ws.y).all() and not math.isnan(float(ws.scale.min()))
+
+
+def test_a_short_history_window_is_what_the_agent_builds_for_a_session_that_young(tmp_path):
+    """--short-fraction: a window cut to its newest k steps equals the agent's window of a session that
+    has completed only k steps (the older rows missing), and the rest of the windows are unchanged."""
+    from training.forecaster.windows import windows_at
+
+    cut = cut_bitbrains(tmp_path, vms=("2",), rows=300)
+    s = next(load_bitbrains_dir(cut))
+    spec = FeatureSpec(min_steps=4)
+    inputs = series_inputs(spec, s)
+    end, k = 120, 5
+    x, scale = windows_at(spec, inputs, s.times, np.array([end]), history=np.array([k]))
+    agg = StepAggregator.for_spec(spec)                    # the agent: a session born k steps before `end`
+    for i in range(end - k + 1, end + 1):
+        agg.add(Sample(t=float(s.times[i]), values={m: float(v[i]) for m, v in s.values.items()}))
+        agg.advance(float(s.times[i]) + spec.step_seconds)
+    want, want_scale = build_batch(spec, [agg.series()])
+    np.testing.assert_array_equal(x[0], want[0])
+    np.testing.assert_array_equal(scale[0], want_scale[0])
+    missing = spec.n_features - 1
+    assert (x[0, :-k, missing] == 1).all() and (x[0, -k:, missing] < 1).all()
+
+    full = build_windows(spec, [s], stride=6, seed=3)
+    mixed = build_windows(spec, [s], stride=6, seed=3, short_fraction=0.5)
+    assert np.array_equal(full.x, build_windows(spec, [s], stride=6, seed=3, short_fraction=0.0).x)
+    young = (mixed.x[:, 0, missing] == 1).mean()            # the oldest row missing: a short window
+    assert 0.25 < young < 0.75
