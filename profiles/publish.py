@@ -38,24 +38,15 @@ def recent_hosts(conn: psycopg.Connection, now: float, within: dt.timedelta = dt
     return [r[0] for r in conn.execute(_HOSTS_SQL, (since,)).fetchall()]
 
 
-async def _send(url: str, exchange: str, messages) -> None:
-    from agent.bus.amqp import AmqpPublisher
-
-    pub = AmqpPublisher(url, exchange)
-    await pub.connect()
-    try:
-        await pub.publish(messages)   # with publisher confirms
-    finally:
-        await pub.close()
-
-
 def publish_classes(record: bytes, hosts: Sequence[str], amqp_url: str, exchange: str, key: bytes,
                     now: float) -> dict:
     """Publish a signed {signature, body} record to `hosts`; what was sent."""
     parsed = json.loads(record)
     cmds = classes_commands(parsed["body"].encode(), parsed["signature"], hosts, now)
     if cmds:
-        asyncio.run(_send(amqp_url, exchange, [signed_message(c, key, now) for c in cmds]))
+        from agent.bus.amqp import publish_once   # aio-pika only where something is sent
+
+        asyncio.run(publish_once(amqp_url, exchange, [signed_message(c, key, now) for c in cmds]))
     log.info("published profile classes to %d hosts", len(cmds))
     return {"published": len(cmds), "hosts": list(hosts)}
 

@@ -125,6 +125,17 @@ class AmqpPublisher(TelemetrySink):
                 pass
 
 
+async def publish_once(url: str, exchange: str, messages: Sequence) -> None:
+    """Connect, publish with confirms, close: a one-off sender (the pipeline's and the profiles' fleet
+    announcements), not the agent's long-lived publisher."""
+    pub = AmqpPublisher(url, exchange)
+    await pub.connect()
+    try:
+        await pub.publish(messages)
+    finally:
+        await pub.close()
+
+
 class _AmqpDelivery(Delivery):
     def __init__(self, message: AbstractIncomingMessage) -> None:
         self._message = message

@@ -147,10 +147,11 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_agent_sigkilled_and_restarted_readopts_sessions_with_limits_intact(tmp_path, v1_cgroup_parent):
+def _agent_cli_with_a_busy_session(tmp_path, parent) -> tuple[list[str], dict]:
+    """A config for agent processes on real cgroups, and a session "busy" burning a core, started by the CLI."""
     cfg_file = tmp_path / "agent.toml"
     cfg_file.write_text(
-        f'[agent]\nstate_dir = "{tmp_path / "state"}"\nsession_parent = "{v1_cgroup_parent}"\n'
+        f'[agent]\nstate_dir = "{tmp_path / "state"}"\nsession_parent = "{parent}"\n'
         f'tick_seconds = {TICK}\nhistory_seconds = 60\n'
         f'[forecast]\nmodel_path = "heuristic"\nwindow_seconds = 5\n'
         f'[http]\nlisten = "127.0.0.1:{_free_port()}"\n'
@@ -160,6 +161,11 @@ def test_agent_sigkilled_and_restarted_readopts_sessions_with_limits_intact(tmp_
     cli = [sys.executable, "-m", "agent.cli", "--config", str(cfg_file)]
     subprocess.run(cli + ["session", "start", "--name", "busy", "--", sys.executable, "-c", BURN],
                    check=True, env=env, capture_output=True)
+    return cli, env
+
+
+def test_agent_sigkilled_and_restarted_readopts_sessions_with_limits_intact(tmp_path, v1_cgroup_parent):
+    cli, env = _agent_cli_with_a_busy_session(tmp_path, v1_cgroup_parent)
     quota_file = V1 / "cpu" / v1_cgroup_parent / "busy" / "cpu.cfs_quota_us"
     agent = subprocess.Popen(cli + ["run", "--log-level", "warning"], env=env)
     try:
@@ -203,18 +209,7 @@ def test_agent_sigkilled_and_restarted_readopts_sessions_with_limits_intact(tmp_
 def test_agent_stopped_with_sigterm_resumes_each_session_where_it_was(tmp_path, v1_cgroup_parent):
     """A graceful restart keeps a session's history, memory cap warm-up and age in samples: the new
     agent's first report counts on from the old one's, it is not young again."""
-    cfg_file = tmp_path / "agent.toml"
-    cfg_file.write_text(
-        f'[agent]\nstate_dir = "{tmp_path / "state"}"\nsession_parent = "{v1_cgroup_parent}"\n'
-        f'tick_seconds = {TICK}\nhistory_seconds = 60\n'
-        f'[forecast]\nmodel_path = "heuristic"\nwindow_seconds = 5\n'
-        f'[http]\nlisten = "127.0.0.1:{_free_port()}"\n'
-        '[policy]\ninitial_cpu = 0.2\ninitial_memory = "64M"\nyoung_samples = 4\ncpu_max = 1.9\n'
-    )
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
-    cli = [sys.executable, "-m", "agent.cli", "--config", str(cfg_file)]
-    subprocess.run(cli + ["session", "start", "--name", "busy", "--", sys.executable, "-c", BURN],
-                   check=True, env=env, capture_output=True)
+    cli, env = _agent_cli_with_a_busy_session(tmp_path, v1_cgroup_parent)
 
     def status_of_busy():
         out = subprocess.run(cli + ["status", "--json"], env=env, capture_output=True, text=True)

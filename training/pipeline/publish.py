@@ -39,17 +39,6 @@ def recent_hosts(dsn: str, since: dt.datetime, until: dt.datetime) -> list[str]:
         return [r[0] for r in conn.execute(_HOSTS_SQL, (since, until)).fetchall()]
 
 
-async def _publish(url: str, exchange: str, messages) -> None:
-    from agent.bus.amqp import AmqpPublisher
-
-    pub = AmqpPublisher(url, exchange)
-    await pub.connect()
-    try:
-        await pub.publish(messages)   # with publisher confirms
-    finally:
-        await pub.close()
-
-
 def publish_promotion(cfg: PipelineConfig, until: dt.datetime, promoted: dict, now: float) -> dict:
     """Publish ModelPromoted for a promoted version to every host; what was sent."""
     from agent.bus.commands import signed_message
@@ -62,6 +51,8 @@ def publish_promotion(cfg: PipelineConfig, until: dt.datetime, promoted: dict, n
     cmds = promotion_commands(cfg.model_name, promoted["version"], promoted["sha256"], hosts, now)
     key = signing.fleet_key(cfg.fleet_key)
     if cmds:
-        asyncio.run(_publish(cfg.amqp_url, cfg.commands_exchange, [signed_message(c, key, now) for c in cmds]))
+        from agent.bus.amqp import publish_once   # aio-pika only where something is sent
+
+        asyncio.run(publish_once(cfg.amqp_url, cfg.commands_exchange, [signed_message(c, key, now) for c in cmds]))
     log.info("published version %s to %d hosts", promoted["version"], len(cmds))
     return {"published": len(cmds), "hosts": hosts, "version": promoted["version"]}
