@@ -3,6 +3,8 @@
 Two paths with one rule, so training and the agent see the same steps:
 `bucket_series` does it for whole arrays (training, from stored history) and
 `StepAggregator` does it incrementally per session (the agent, tick by tick).
+Both paths, the ring they fill and the batch gather that reads it are one
+data layout, kept in this one module (~310 lines).
 
 The rule: a sample is filed under the step containing its time,
 start = floor(t / step) * step. Rates (CPU cores, bytes/s, ops/s, pressure

@@ -54,6 +54,7 @@ from agent.policy.steps import (
     LEVEL_FIELDS, base_estimate, bump_sample, bump_sample_explained, clamp,
     cpu_burst_for, effective_bounds, finite, is_young, mem_cap_floor, round_cpu_up, round_mem_up,
     limits_differ, same_value, usage_floor, with_confidence, with_margin, within_hysteresis, young_extra,
+    young_floor,
 )
 from agent.policy.recall import Answer, Hold, WaitClock, config_snapshot, texts
 from agent.forecast.prediction import Prediction, ResourcePrediction
@@ -242,28 +243,12 @@ def decide(now: float, prediction: Prediction | None, current: Limits | None,
 _NO_FACTORS = (1.0, 1.0, 1.0, 1.0)
 
 
-def young_floor(memo: PolicyMemo, cfg: PolicySection, extra: float) -> tuple[float, float]:
-    """What a young cap stays at or above: the configured minimum, or a session's own first limits
-    (seeded from its profile class, or sized by the operator) as `[policy] seed_floor` says: held through
-    the youth ("hold"), shrinking with the young margin as the session's own samples come ("decay"), or
-    not at all ("none")."""
-    first = memo.young_floor
-    if first is None:
-        return cfg.initial_cpu, cfg.initial_memory
-    if cfg.seed_floor == "hold":
-        return first
-    if cfg.seed_floor == "decay" and cfg.young_margin > 0:
-        w = min(1.0, extra / cfg.young_margin)
-        return first[0] * w, first[1] * w
-    return 0.0, 0.0
-
-
 def _decide(now: float, prediction: Prediction | None, current: Limits | None, bounds: Bounds,
             cfg: PolicySection, memo: PolicyMemo, cpu_used: float, mem_used: float, young: bool, extra: float,
             clock: WaitClock, factors: tuple[float, ...] = _NO_FACTORS, peak: float = 0.0) -> tuple[Proposal, tuple]:
     """The chain itself (decide's docstring), and its reasons with the counting-down ones unformatted."""
     b = effective_bounds(bounds, cfg)
-    floor = young_floor(memo, cfg, extra)
+    floor = young_floor(memo.young_floor, cfg, extra)   # a young cap stays at or above this
     resources = (
         _Resource("cpu", cfg.cpu_margin, 0.0, floor[0], b.cpu_min, b.cpu_max, cpu_used, extra, young, cfg,
                   factors[0:2]),

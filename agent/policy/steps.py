@@ -61,6 +61,21 @@ def young_extra(samples: int, young_samples: int, young_margin: float) -> float:
     return young_margin * (1.0 - max(samples, 0) / young_samples)
 
 
+def young_floor(first: tuple[float, float] | None, cfg: PolicySection, extra: float) -> tuple[float, float]:
+    """What a young cap stays at or above: the configured minimum, or a session's own first limits
+    (`PolicyMemo.young_floor`: seeded from its profile class, or sized by the operator) as `[policy]
+    seed_floor` says: held through the youth ("hold"), shrinking with the young margin as the session's
+    own samples come ("decay"), or not at all ("none")."""
+    if first is None:
+        return cfg.initial_cpu, cfg.initial_memory
+    if cfg.seed_floor == "hold":
+        return first
+    if cfg.seed_floor == "decay" and cfg.young_margin > 0:
+        w = min(1.0, extra / cfg.young_margin)
+        return first[0] * w, first[1] * w
+    return 0.0, 0.0
+
+
 def with_confidence(x: float, extra: float) -> float:
     return x * (1.0 + extra)
 

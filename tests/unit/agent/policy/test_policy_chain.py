@@ -252,12 +252,11 @@ def test_the_seed_floor_setting_holds_decays_or_drops_a_seeded_young_floor(how):
     if how == "hold":
         assert min(caps) == pytest.approx(0.6)
     elif how == "decay":     # the floor shrinks with the young margin: 0.6 x (1 - samples / young_samples)
-        from agent.policy.decide import young_floor
-        from agent.policy.steps import young_extra
+        from agent.policy.steps import young_extra, young_floor
         assert caps[0] == pytest.approx(0.6 * (1 - 1 / sim.cfg.young_samples), rel=0.02)
         cfg = sim.cfg
         half = young_extra(cfg.young_samples // 2, cfg.young_samples, cfg.young_margin)
-        assert young_floor(sim.memo, cfg, half) == pytest.approx((0.3, 150 * MIB))
-        assert young_floor(sim.memo, cfg, 0.0) == (0.0, 0.0)
+        assert young_floor(sim.memo.young_floor, cfg, half) == pytest.approx((0.3, 150 * MIB))
+        assert young_floor(sim.memo.young_floor, cfg, 0.0) == (0.0, 0.0)
     else:
         assert max(caps) < 0.6 and min(caps) < sim.cfg.initial_cpu
