@@ -20,7 +20,8 @@ arbitration, 16 sessions to a host):
 - model: the agent with a seeded start (its class's early profile: agent/policy/seed.py), then as
   agent_today.
 Figures as `pspe-train evaluate` defines them (replay_metrics.py), pooled over all sessions' steps, and
-CPU by session age (0-1 h, 1-4 h, 4 h+).
+CPU by session age (0-1 h, 1-4 h, 4 h+). The agent's runs are young as long in time as on a live host
+(`session_policy`: one 300 s step, where evaluate's young_samples would count 2.5 hours).
 """
 
 from __future__ import annotations
@@ -31,11 +32,12 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from agent.config import Config, PolicySection
 from agent.policy.limits import Bounds, Limits
 from agent.policy.seed import ProfileClasses, choose_class, classes_from_profiles, seed_limits
 from agent.state.life import AGE_BUCKETS
 from training.data.series import Series
-from training.evaluation.policies import model_run, named_baseline, replay_policy
+from training.evaluation.policies import REPLAY_TICK_SECONDS, model_run, named_baseline, replay_policy
 from training.evaluation.replay import PolicyRun, provisioned, replay
 from training.evaluation.replay_metrics import pooled_by_age, summarize
 
@@ -124,16 +126,28 @@ def profile_static_limits(classes: ProfileClasses, min_sessions: int) -> Callabl
     return first
 
 
+def session_policy(**overrides) -> PolicySection:
+    """The agent's policy as the replay runs it for sessions: its youth as long in time as on a live host.
+
+    The agent counts youth in samples (`young_samples` = 30, at its 1 s tick: its first 30 seconds); the
+    replay takes one sample per 300 s step, so the same count would keep a session young for 2.5 hours,
+    most of an interactive session's life. Here youth lasts the same wall time, rounded up to one step.
+    """
+    live = PolicySection()
+    steps = max(1, math.ceil(live.young_samples * Config().agent.tick_seconds / REPLAY_TICK_SECONDS))
+    return replay_policy(young_samples=steps, **overrides)
+
+
 def session_runs(classes: ProfileClasses, model_path: str = "", min_sessions: int = 5,
                  seed_floor: str | None = None) -> list[PolicyRun]:
-    cfg = replay_policy()
+    cfg = session_policy()
     seeded_cfg = dataclasses.replace(cfg, seed_floor=seed_floor) if seed_floor else cfg
     never = lambda caps: None   # noqa: E731  (a fixed run asks no forecaster)
     return [
         dataclasses.replace(model_run("agent_today", model_path, cfg), initial=initial_limits(cfg)),
         PolicyRun("static", never, cfg, fixed=True),
         PolicyRun("profile_static", never, cfg, initial=profile_static_limits(classes, min_sessions), fixed=True),
-        dataclasses.replace(named_baseline("vpa"), initial=initial_limits(named_baseline("vpa").policy)),
+        dataclasses.replace(named_baseline("vpa"), initial=initial_limits(cfg)),
         dataclasses.replace(model_run("model", model_path, seeded_cfg),
                             initial=seeded_limits(classes, seeded_cfg, min_sessions)),
     ]

@@ -80,3 +80,11 @@ def test_the_command_replays_every_policy_and_prints_the_json_last(tmp_path, cap
     assert set(out["by_age"]) == {"0-1h", "1-4h", "4h+"}
     assert set(out["by_age"]["0-1h"]) == set(POLICIES)
     assert out["classes"] > 0 and BITBRAINS_AUG.is_dir()
+
+
+def test_a_replayed_session_is_young_as_long_in_time_as_on_a_live_host():
+    from agent.config import PolicySection
+    from training.evaluation.sessions import session_policy
+
+    live = PolicySection()                       # 30 samples at the agent's 1 s tick: 30 seconds
+    assert live.young_samples == 30 and session_policy().young_samples == 1    # one 300 s step, not 2.5 h
