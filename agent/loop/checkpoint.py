@@ -4,8 +4,8 @@ Without them a restarted agent met every re-adopted session as new: young again,
 48 h warm-up restarted, the model's step history and the conformal factors gone. Each session's
 state (fine ring, model steps and lags, whole-life summary), the policy's memory (cooldowns, refused
 shrinks, conformal factors, decaying peak, first-seen time) and its change count go to
-`<state_dir>/runtime/<session>.ckpt` once per completed model step (spread over the ticks after the
-step boundary) and all at once when the agent stops gracefully (SIGTERM), written atomically
+`<state_dir>/runtime/<session>.ckpt` once per completed model step (spread over the 120 ticks after
+the step boundary) and all at once when the agent stops gracefully (SIGTERM), written atomically
 (temporary file, rename). Re-adopting a session, the loop restores them when the file is this
 session's (same id and start time), readable and not older than `max_age`; otherwise the session
 starts fresh, and a bad file is counted, logged and removed. A restored session's samples before the
@@ -36,7 +36,7 @@ from agent.state.samples import SessionState
 log = logging.getLogger("pspe.loop")
 
 MAGIC = b"PSPE-SESSION-CHECKPOINT 1\n"
-SPREAD_TICKS = 30          # a step boundary's saves are spread over this many ticks
+SPREAD_TICKS = 120         # a step boundary's saves are spread over this many ticks (2 min at 1 s)
 
 
 @dataclass

@@ -12,6 +12,7 @@ from agent.state.samples import Sample, SessionState
 from tests.unit.agent.loop.test_loop import _add, _loop
 
 STEP = 300.0
+END = int(STEP) + SPREAD_TICKS + 5   # one model step completed, and every session's turn to save
 
 
 def _run(loop, start, end, cpu=0.6):
@@ -25,7 +26,7 @@ def _run(loop, start, end, cpu=0.6):
 def test_a_restarted_loop_goes_on_with_the_sessions_history_and_memory(tmp_path):
     first, actuator, store = _loop(tmp_path)
     _add(store, actuator, "s", 0.0)
-    _run(first, 1, int(STEP) + SPREAD_TICKS + 5)               # one model step completed, then saved
+    _run(first, 1, END)
     before = first.runtimes["s"]
     assert first.metrics.checkpoints.labels("saved")._value.get() >= 1
     assert (tmp_path / "runtime" / "s.ckpt").stat().st_mode & 0o777 == 0o600
@@ -33,7 +34,7 @@ def test_a_restarted_loop_goes_on_with_the_sessions_history_and_memory(tmp_path)
 
     second, _, _ = _loop(tmp_path)                              # the agent restarted: same state dir
     second.manager.actuator = second.actuator = actuator
-    reports = _run(second, 340, 345)
+    reports = _run(second, END + 10, END + 15)
     rt = second.runtimes["s"]
     assert second.metrics.checkpoints.labels("restored")._value.get() == 1
     assert rt.memo.started_at == started                        # the memory cap's warm-up is not restarted
@@ -47,27 +48,27 @@ def test_a_restarted_loop_goes_on_with_the_sessions_history_and_memory(tmp_path)
 def test_a_session_that_ends_takes_its_checkpoint_with_it(tmp_path):
     loop, actuator, store = _loop(tmp_path)
     _add(store, actuator, "s", 0.0)
-    _run(loop, 1, int(STEP) + SPREAD_TICKS + 5)
+    _run(loop, 1, END)
     assert (tmp_path / "runtime" / "s.ckpt").exists()
     store.remove("s", {"reason": "stopped"})
-    loop.run_once(400.0)
+    loop.run_once(float(END + 10))
     assert not (tmp_path / "runtime" / "s.ckpt").exists()
 
 
 def test_a_stale_foreign_or_broken_checkpoint_is_refused_and_the_session_starts_fresh(tmp_path):
     loop, actuator, store = _loop(tmp_path)
     _add(store, actuator, "s", 0.0)
-    _run(loop, 1, int(STEP) + SPREAD_TICKS + 5)
+    _run(loop, 1, END)
     path = tmp_path / "runtime" / "s.ckpt"
     good = path.read_bytes()
     session = store.get("s")
     checkpoints = loop.checkpoints
-    assert checkpoints.load(session, 400.0) is not None
+    assert checkpoints.load(session, float(END + 10)) is not None
     cases = {
-        "another session of the name": (good, Session("s", "pspe/s", owned=False, started_at=5.0), 400.0),
-        "too old": (good, session, 400.0 + 8 * 86400),
-        "broken": (MAGIC + b"\x80\x05garbage", session, 400.0),
-        "another format": (b"{}", session, 400.0),
+        "another session of the name": (good, Session("s", "pspe/s", owned=False, started_at=5.0), float(END + 10)),
+        "too old": (good, session, float(END + 10) + 8 * 86400),
+        "broken": (MAGIC + b"\x80\x05garbage", session, float(END + 10)),
+        "another format": (b"{}", session, float(END + 10)),
     }
     for why, (body, who, now) in cases.items():
         path.write_bytes(body)
