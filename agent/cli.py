@@ -136,13 +136,13 @@ def cmd_profiles_install(args: argparse.Namespace) -> int:
     """Install a signed profile-classes artefact (pspe-ingest profile-classes --out FILE) into the cache."""
     from agent.models.profile_classes import for_config as profile_classes_cache
     from agent.models.profile_classes import ProfileClassesRejected
+    from agent.policy.seed import ProfileClassesError, unpack_record
 
     cfg = _config(args)
     try:
-        record = json.loads(open(args.file, "rb").read())
-        body, signature = record["body"].encode(), record["signature"]
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        print(f"pspe-agent: {args.file} is not a profile-classes artefact: {e}", file=sys.stderr)
+        body, signature = unpack_record(open(args.file, "rb").read())
+    except ProfileClassesError as e:
+        print(f"pspe-agent: {args.file}: {e}", file=sys.stderr)
         return 1
     try:
         classes = profile_classes_cache(cfg).install(body, signature, time.time())

@@ -6,8 +6,8 @@ the median of the sessions' p50s, `p90` the 90th percentile of their p90s, `peak
 percentile of their peaks, and how many sessions each figure stands on (agent/policy/seed.py's
 `classes_from_profiles`, which the session benchmark uses too). Classes with fewer
 than `min_sessions` sessions are left out (the agent applies its own minimum too). The artefact is the
-JSON that agent/policy/seed.py reads, signed with the fleet key (agent/bus/signing.py), written as
-{"signature", "body"}: `pspe-agent profiles install FILE` verifies and caches it on a host.
+JSON that agent/policy/seed.py reads, signed with the fleet key (agent/bus/signing.py) and packed as
+{"signature", "body"} (seed.pack_record) by profiles/publish.py: `pspe-agent profiles install FILE` verifies and caches it on a host.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import json
 
 import psycopg
 
-from agent.bus.signing import sign
 from agent.policy.seed import FORMAT, VERSION, classes_from_profiles
 
 _ROWS_SQL = """
@@ -31,10 +30,6 @@ def artefact(classes: list[dict], now: float, min_sessions: int) -> bytes:
     """The artefact body: canonical JSON (sorted keys), version = its build time in whole seconds."""
     return json.dumps({"format": FORMAT, "format_version": VERSION, "version": int(now), "created_at": now,
                        "min_sessions": min_sessions, "classes": classes}, sort_keys=True).encode()
-
-
-def signed_record(body: bytes, key: bytes, now: float) -> bytes:
-    return json.dumps({"signature": sign(body, key, now), "body": body.decode()}).encode()
 
 
 def build_classes(conn: psycopg.Connection, now: float, *, min_sessions: int = 5, days: float = 30.0,

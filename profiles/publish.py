@@ -12,11 +12,15 @@ import asyncio
 import datetime as dt
 import json
 import logging
+from pathlib import Path
 from typing import Sequence
 
 import psycopg
 
 from agent.bus import protocol, signing
+from agent.bus.topology import Topology
+from agent.policy.seed import pack_record
+from profiles.classes import build_classes
 from agent.bus.commands import signed_message
 
 log = logging.getLogger("pspe.profiles")
@@ -38,11 +42,10 @@ def recent_hosts(conn: psycopg.Connection, now: float, within: dt.timedelta = dt
     return [r[0] for r in conn.execute(_HOSTS_SQL, (since,)).fetchall()]
 
 
-def publish_classes(record: bytes, hosts: Sequence[str], amqp_url: str, exchange: str, key: bytes,
-                    now: float) -> dict:
-    """Publish a signed {signature, body} record to `hosts`; what was sent."""
-    parsed = json.loads(record)
-    cmds = classes_commands(parsed["body"].encode(), parsed["signature"], hosts, now)
+def publish_classes(body: bytes, signature: str, hosts: Sequence[str], amqp_url: str, exchange: str,
+                    key: bytes, now: float) -> dict:
+    """Publish a signed artefact to `hosts`; what was sent."""
+    cmds = classes_commands(body, signature, hosts, now)
     if cmds:
         from agent.bus.amqp import publish_once   # aio-pika only where something is sent
 
@@ -55,24 +58,19 @@ def publish_from_store(dsn: str, amqp_url: str, fleet_key: str, now: float, *, n
                        min_sessions: int = 5, days: float = 30.0, out: str = "") -> dict:
     """Build the classes from the store, sign them, write them to `out` (when given) and send them to the
     hosts heard from in the last day (when `amqp_url` is given): the profiles DAG's task, and the CLI's."""
-    from agent.bus.topology import Topology
-    from profiles.classes import build_classes, signed_record
-
     key = signing.fleet_key(fleet_key)
     with psycopg.connect(dsn) as conn:
         body = build_classes(conn, now, min_sessions=min_sessions, days=days)
         hosts = recent_hosts(conn, now)
-    record = signed_record(body, key, now)
+    signature = signing.sign(body, key, now)
     if out:
-        from pathlib import Path
-
         path = Path(out)
         tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_bytes(record)
+        tmp.write_bytes(pack_record(body, signature))
         tmp.replace(path)
     parsed = json.loads(body)
     result = {"version": parsed["version"], "classes": len(parsed["classes"]), "out": out, "published": 0}
     if amqp_url:
         topo = Topology().suffixed(namespace) if namespace else Topology()
-        result |= publish_classes(record, hosts, amqp_url, topo.commands_exchange, key, now)
+        result |= publish_classes(body, signature, hosts, amqp_url, topo.commands_exchange, key, now)
     return result

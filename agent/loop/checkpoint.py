@@ -76,8 +76,9 @@ class RuntimeCheckpoints:
 
     def save_all(self, runtimes: dict[str, SessionRuntime], now: float) -> int:
         """Every session now (a graceful stop): the agent that follows resumes from here."""
-        saved = sum(self.save(rt, now) for rt in list(runtimes.values()))
-        for sid, rt in runtimes.items():
+        saved = 0
+        for sid, rt in list(runtimes.items()):
+            saved += self.save(rt, now)
             self._saved_steps[sid] = rt.steps.steps_completed
         return saved
 

@@ -29,7 +29,7 @@ class SessionSync:
     """Keeps the loop's runtimes in step with the session store; reaps dead sessions when asked."""
 
     def __init__(self, manager: SessionManager, metrics: AgentMetrics, capacity: int,
-                 checkpoints: RuntimeCheckpoints | None = None) -> None:
+                 checkpoints: RuntimeCheckpoints) -> None:
         self.manager = manager
         self.metrics = metrics
         self.capacity = capacity          # fine samples each session's ring holds
@@ -59,7 +59,7 @@ class SessionSync:
 
     def _new_runtime(self, session: Session, now: float, spec: FeatureSpec) -> SessionRuntime:
         limits = session.limits or self.manager.actuator.read_limits(session.cgroup)
-        ckpt = self.checkpoints.load(session, now) if self.checkpoints is not None else None
+        ckpt = self.checkpoints.load(session, now)
         if ckpt is None:
             memo = fresh_memo(now)
             first = session.first_limits     # started by this agent: its young cap keeps that allocation
@@ -85,8 +85,7 @@ class SessionSync:
     def _forget(self, runtimes: dict[str, SessionRuntime], sid: str, now: float, report: TickReport,
                 detector: Any) -> None:
         rt = runtimes.pop(sid, None)
-        if self.checkpoints is not None:
-            self.checkpoints.drop(sid)
+        self.checkpoints.drop(sid)
         if rt is None:
             return
         report.ended.append(sid)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from agent.bus.signing import SignatureError, fleet_key, verify
 from agent.config import Config
-from agent.policy.seed import ProfileClasses, ProfileClassesError
+from agent.policy.seed import ProfileClasses, ProfileClassesError, pack_record, unpack_record
 
 log = logging.getLogger("pspe.profiles")
 
@@ -55,7 +55,7 @@ class ProfileClassesCache:
         cached = self.load(now, quiet=True)
         if cached is not None and classes.version < cached.version:
             raise ProfileClassesRejected(f"version {classes.version} is older than the cached {cached.version}")
-        record = json.dumps({"signature": signature, "body": body.decode()}).encode()
+        record = pack_record(body, signature)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "wb") as f:
@@ -69,11 +69,11 @@ class ProfileClassesCache:
     def load(self, now: float, quiet: bool = False) -> ProfileClasses | None:
         """The cached classes, verified again (a key rotated or an artefact expired is not used)."""
         try:
-            record = json.loads(self.path.read_bytes())
-            return parse_artefact(record["body"].encode(), record["signature"], self.key, now, self.max_age_s)
+            body, signature = unpack_record(self.path.read_bytes())
+            return parse_artefact(body, signature, self.key, now, self.max_age_s)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, ProfileClassesRejected) as e:
+        except (OSError, ProfileClassesError, ProfileClassesRejected) as e:
             if not quiet:
                 log.warning("cached profile classes %s not used: %s", self.path, e)
             return None

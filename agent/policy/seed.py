@@ -17,6 +17,7 @@ margin, inside the bounds; a cap never below its share.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -92,6 +93,20 @@ class ProfileClasses:
                              "ages": {age: {r: {"p50": u.p50, "p90": u.p90, "peak": u.peak, "sessions": u.sessions}
                                             for r, u in per.items()} for age, per in c.ages.items()}}
                             for c in self.classes]}
+
+
+def pack_record(body: bytes, signature: str) -> bytes:
+    """The artefact as it travels and is cached: {"signature", "body"} (the body the exact signed bytes)."""
+    return json.dumps({"signature": signature, "body": body.decode()}).encode()
+
+
+def unpack_record(data: bytes) -> tuple[bytes, str]:
+    """(body, signature) of a packed artefact; ProfileClassesError when it is not one."""
+    try:
+        record = json.loads(data)
+        return record["body"].encode(), str(record["signature"])
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ProfileClassesError(f"not a profile-classes artefact: {type(e).__name__}: {e}") from None
 
 
 def choose_class(classes: ProfileClasses | None, labels: Mapping[str, str],

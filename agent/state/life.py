@@ -134,20 +134,19 @@ class SessionLife:
         self.folded_to = float(t[-1])
         age = t - self.started_at
         rel = age / 3600.0                                     # hours: keeps the sums well conditioned
+        buckets = [(name, inside) for name, lo, hi in AGE_BUCKETS
+                   if (inside := (age >= lo) & (age < hi)).any()]
         for m in PROFILE_METRICS:
             v = state.window(m)
             if v.size != times.size:
                 continue                                       # a metric this session never had
             v = v[new]
             if m in AGE_METRICS:
-                for name, lo, hi in AGE_BUCKETS:
-                    inside = (age >= lo) & (age < hi)
-                    if inside.any():
-                        bucket = self.by_age.setdefault(name, {})
-                        hist = bucket.get(m)
-                        if hist is None:
-                            hist = bucket[m] = LogHistogram(_floor(m))
-                        hist.add(v[inside])
+                for name, inside in buckets:
+                    bucket = self.by_age.setdefault(name, {})
+                    if m not in bucket:
+                        bucket[m] = LogHistogram(_floor(m))
+                    bucket[m].add(v[inside])
             else:
                 self.other[m].add(v)
             ok = np.isfinite(v)
