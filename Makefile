@@ -26,7 +26,9 @@ venv-full: $(VENV)/.full
 demo: $(VENV)/.agent
 	$(PY) -m agent.demo $(DEMO_ARGS)
 
+# The tests talk to real services: start whichever are down (PostgreSQL, RabbitMQ, Mosquitto, dockerd).
 test: $(VENV)/.full
+	bash deploy/local/services-up.sh
 	$(PY) -m pytest -q -ra tests
 
 test-unit: $(VENV)/.full
